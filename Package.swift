@@ -1,0 +1,64 @@
+// swift-tools-version: 6.0
+//
+// Airlock — a secure execution substrate for AI agents on Linux.
+// The targets mirror the layers of shared/DESIGN.md: one library per layer,
+// a thin `airlock` executable, and one small C target (`airlock-sandbox`),
+// the single-threaded helper that enters the sandbox.
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6)
+]
+
+let package = Package(
+    name: "airlock",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "airlock", targets: ["airlock"]),
+        .executable(name: "airlock-sandbox", targets: ["airlock-sandbox"]),
+        .executable(name: "airlock-bench", targets: ["airlock-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // Shared vocabulary: errors, units, the SandboxSpec contract between layers.
+        .target(name: "AirlockCore", swiftSettings: strict),
+        // Layer 2: profiles in YAML, validation, resolution into a SandboxSpec. Pure values.
+        .target(
+            name: "AirlockPolicy",
+            dependencies: ["AirlockCore", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict),
+        // Layer 8 (first part): normalized boundary events and their sinks.
+        .target(name: "AirlockAudit", dependencies: ["AirlockCore"], swiftSettings: strict),
+        // Layer 1: the namespace runtime (helper launch, cgroups, seccomp, Landlock plan).
+        .target(
+            name: "AirlockRuntime",
+            dependencies: ["AirlockCore", "AirlockAudit", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        // The CLI's commands, one file per subcommand.
+        .target(
+            name: "AirlockCommands",
+            dependencies: [
+                "AirlockCore", "AirlockPolicy", "AirlockRuntime", "AirlockAudit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(name: "airlock", dependencies: ["AirlockCommands"], swiftSettings: strict),
+        // The single-threaded C helper: reads a plan, builds the sandbox, becomes its PID 1.
+        .executableTarget(
+            name: "airlock-sandbox",
+            cSettings: [.unsafeFlags(["-O2", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE"])]),
+        .executableTarget(
+            name: "airlock-bench", dependencies: ["AirlockCore"], swiftSettings: strict),
+        .testTarget(name: "AirlockPolicyTests", dependencies: ["AirlockPolicy"], swiftSettings: strict),
+        .testTarget(name: "AirlockRuntimeTests", dependencies: ["AirlockRuntime"], swiftSettings: strict),
+        .testTarget(
+            name: "AirlockSandboxTests",
+            dependencies: ["AirlockRuntime", "AirlockPolicy", "airlock", "airlock-sandbox"],
+            swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,222 @@
+/// Everything the runtime needs to build one sandbox, fully resolved.
+///
+/// The policy layer produces it (profile + command-line overrides), the runtime
+/// consumes it, `airlock run --explain` prints it, and the `sandbox.created`
+/// event records it. It holds no secret values.
+public struct SandboxSpec: Sendable, Equatable, Codable {
+    /// Name of the profile this spec was resolved from.
+    public var profile: String
+    /// Which isolation technology runs the sandbox ("the runtime is a policy decision").
+    public var runtime: RuntimeTier
+    /// Argument vector of the command to run; `command[0]` is resolved inside the sandbox's `PATH`.
+    public var command: [String]
+    /// The complete environment of the command. The host environment is never inherited.
+    public var environment: [EnvironmentVariable]
+    /// Working directory inside the sandbox.
+    public var workingDirectory: String
+    public var user: SandboxUser
+    public var hostname: String
+    public var filesystem: FilesystemSpec
+    public var network: NetworkSpec
+    public var limits: Limits
+    public var syscalls: SyscallProfile
+    /// Landlock is a second fence; `required` fails the run where the kernel lacks it.
+    public var landlock: Enforcement
+    /// cgroup limits; `required` fails the run where cgroups cannot be used (rootless without delegation).
+    public var cgroups: Enforcement
+
+    public init(
+        profile: String, runtime: RuntimeTier = .namespace, command: [String],
+        environment: [EnvironmentVariable] = [], workingDirectory: String = "/workspace",
+        user: SandboxUser = .agent, hostname: String = "airlock", filesystem: FilesystemSpec = .init(),
+        network: NetworkSpec = .init(), limits: Limits = .init(), syscalls: SyscallProfile = .default,
+        landlock: Enforcement = .bestEffort, cgroups: Enforcement = .bestEffort
+    ) {
+        self.profile = profile
+        self.runtime = runtime
+        self.command = command
+        self.environment = environment
+        self.workingDirectory = workingDirectory
+        self.user = user
+        self.hostname = hostname
+        self.filesystem = filesystem
+        self.network = network
+        self.limits = limits
+        self.syscalls = syscalls
+        self.landlock = landlock
+        self.cgroups = cgroups
+    }
+}
+
+public enum RuntimeTier: String, Sendable, Codable, CaseIterable {
+    /// Linux namespaces, seccomp, Landlock, cgroups (this host's kernel).
+    case namespace
+    /// One VM per sandbox (not available in this build: refused with a clear error).
+    case microvm
+    /// A Pod on a Kubernetes cluster (not available in this build: refused with a clear error).
+    case kubernetes
+}
+
+public enum Enforcement: String, Sendable, Codable, CaseIterable {
+    /// Apply where the host supports it; where it does not, say so loudly and record it.
+    case bestEffort = "best-effort"
+    /// Refuse to run where the host cannot apply it.
+    case required
+}
+
+public enum SyscallProfile: String, Sendable, Codable, CaseIterable {
+    /// The reviewed deny table (docs/seccomp.md): dangerous calls fail with EPERM.
+    case `default`
+    /// The default table plus calls ordinary programs rarely need (e.g. `chroot`, `acct`, `vhangup`);
+    /// used by the `untrusted` profile.
+    case strict
+}
+
+public struct EnvironmentVariable: Sendable, Equatable, Codable {
+    public var name: String
+    public var value: String
+    public init(_ name: String, _ value: String) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// The identity the command runs as inside the sandbox.
+public struct SandboxUser: Sendable, Equatable, Codable {
+    public var name: String
+    public var uid: UInt32
+    public var gid: UInt32
+    public var home: String
+
+    public init(name: String, uid: UInt32, gid: UInt32, home: String) {
+        self.name = name
+        self.uid = uid
+        self.gid = gid
+        self.home = home
+    }
+
+    /// The default: an unprivileged `agent` user with its home on a tmpfs.
+    public static let agent = SandboxUser(name: "agent", uid: 1000, gid: 1000, home: "/home/agent")
+    /// Root inside the sandbox's user namespace (still no capability outside it). Only when a profile asks.
+    public static let root = SandboxUser(name: "root", uid: 0, gid: 0, home: "/root")
+}
+
+public struct FilesystemSpec: Sendable, Equatable, Codable {
+    /// The host directory mounted at `/workspace`, or nil for none.
+    public var workspace: WorkspaceGrant?
+    /// Extra bind mounts granted by the profile or `--mount`.
+    public var mounts: [MountGrant]
+    /// Size of the `/tmp` tmpfs (the disk budget of the sandbox).
+    public var tmpSize: UInt64
+    /// Size of the `$HOME` tmpfs.
+    public var homeSize: UInt64
+    /// Host `/etc` entries made visible (read-only). Everything else in `/etc` is absent.
+    public var etcEntries: [String]
+    /// System trees bound read-only from the host (`/usr`, `/bin`, `/lib*`, `/sbin`, …).
+    public var systemPaths: [String]
+
+    public init(
+        workspace: WorkspaceGrant? = nil, mounts: [MountGrant] = [], tmpSize: UInt64 = 1 << 30,
+        homeSize: UInt64 = 256 << 20, etcEntries: [String] = FilesystemSpec.defaultEtc,
+        systemPaths: [String] = FilesystemSpec.defaultSystemPaths
+    ) {
+        self.workspace = workspace
+        self.mounts = mounts
+        self.tmpSize = tmpSize
+        self.homeSize = homeSize
+        self.etcEntries = etcEntries
+        self.systemPaths = systemPaths
+    }
+
+    public static let defaultSystemPaths = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt"]
+
+    /// What ordinary programs need from `/etc` to run: the dynamic loader's cache, name-service
+    /// configuration without secrets, TLS roots, time zone, alternatives symlinks. No `shadow`,
+    /// `gshadow`, `ssh`, `sudoers`, machine credentials or host-specific configuration.
+    /// `passwd`, `group`, `hosts`, `hostname` and `resolv.conf` are generated for the sandbox.
+    public static let defaultEtc = [
+        "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "ssl", "ca-certificates",
+        "ca-certificates.conf", "localtime", "timezone", "nsswitch.conf", "host.conf", "gai.conf",
+        "protocols", "services", "mime.types", "os-release", "debian_version", "lsb-release",
+        "terminfo", "inputrc", "magic", "magic.mime", "profile", "bash.bashrc", "environment",
+        "locale.alias", "locale.gen", "python3", "python3.11", "perl", "gitconfig.d", "xdg", "manpath.config",
+    ]
+}
+
+public struct WorkspaceGrant: Sendable, Equatable, Codable {
+    /// Absolute host path (resolved, no symlinks).
+    public var hostPath: String
+    public var readOnly: Bool
+    /// Paths relative to the workspace that stay read-only even when it is writable.
+    public var denyWrite: [String]
+
+    public init(hostPath: String, readOnly: Bool, denyWrite: [String] = WorkspaceGrant.mandatoryDeny) {
+        self.hostPath = hostPath
+        self.readOnly = readOnly
+        self.denyWrite = denyWrite
+    }
+
+    /// Files a planted copy of which would run code later on the host: shell start-up files,
+    /// git hooks and configuration (`core.fsmonitor`, `core.hooksPath`, filters), editor and
+    /// agent configuration that executes commands, direnv, package-manager rc files.
+    /// A path ending in `/` is a directory.
+    public static let mandatoryDeny = [
+        ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile", ".zshrc", ".zshenv",
+        ".zprofile", ".zlogin", ".zlogout", ".cshrc", ".tcshrc", ".login", ".kshrc", ".inputrc",
+        ".envrc", ".gitconfig", ".gitmodules", ".git/config", ".git/hooks/", ".git/info/",
+        ".npmrc", ".yarnrc", ".yarnrc.yml", ".pypirc", ".pip/", ".ssh/", ".gnupg/",
+        ".vscode/", ".idea/", ".devcontainer/", ".claude/", ".mcp.json", ".cursor/",
+        ".config/autostart/", ".config/git/", ".config/fish/", ".local/bin/",
+    ]
+}
+
+public struct MountGrant: Sendable, Equatable, Codable {
+    public var source: String
+    public var destination: String
+    public var readOnly: Bool
+
+    public init(source: String, destination: String, readOnly: Bool) {
+        self.source = source
+        self.destination = destination
+        self.readOnly = readOnly
+    }
+}
+
+public struct NetworkSpec: Sendable, Equatable, Codable {
+    public enum Mode: String, Sendable, Codable, CaseIterable {
+        /// Loopback only; no route anywhere.
+        case none
+        /// Loopback only, plus the egress gateway's airlock socket exposed on loopback
+        /// (the egress gateway issue; refused by this build with a clear error).
+        case proxied
+    }
+    public var mode: Mode
+    public init(mode: Mode = .none) { self.mode = mode }
+}
+
+public struct Limits: Sendable, Equatable, Codable {
+    /// Wall-clock time after which the whole sandbox is killed.
+    public var wallClock: Duration?
+    /// Memory limit, swap included.
+    public var memoryBytes: UInt64?
+    /// CPU quota in cores (1.5 = one and a half cores).
+    public var cpus: Double?
+    /// Maximum number of processes and threads.
+    public var pids: Int?
+    /// Maximum open files per process (RLIMIT_NOFILE).
+    public var openFiles: Int
+    /// Largest file a process may write (RLIMIT_FSIZE), nil for unbounded.
+    public var fileSize: UInt64?
+
+    public init(
+        wallClock: Duration? = nil, memoryBytes: UInt64? = nil, cpus: Double? = nil, pids: Int? = nil,
+        openFiles: Int = 4096, fileSize: UInt64? = nil
+    ) {
+        self.wallClock = wallClock
+        self.memoryBytes = memoryBytes
+        self.cpus = cpus
+        self.pids = pids
+        self.openFiles = openFiles
+        self.fileSize = fileSize
+    }
+}

@@ -36,7 +36,7 @@ let package = Package(
         // Layer 1: the namespace runtime (helper launch, cgroups, seccomp, Landlock plan).
         .target(
             name: "AirlockRuntime",
-            dependencies: ["AirlockCore", "AirlockAudit", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["AirlockCore", "AirlockAudit", "CAirlockShim", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // The CLI's commands, one file per subcommand.
         .target(
@@ -48,10 +48,13 @@ let package = Package(
             ],
             swiftSettings: strict),
         .executableTarget(name: "airlock", dependencies: ["AirlockCommands"], swiftSettings: strict),
-        // The single-threaded C helper: reads a plan, builds the sandbox, becomes its PID 1.
-        .executableTarget(
-            name: "airlock-sandbox",
-            cSettings: [.unsafeFlags(["-O2", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE"])]),
+        // The one C target: the sandbox helper's syscall-level code and the few Linux
+        // calls Swift's Glibc module hides.
+        .target(
+            name: "CAirlockShim",
+            cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-O2", "-Wall", "-Wextra", "-Werror"])]),
+        // The single-threaded helper that builds the sandbox and becomes its PID 1.
+        .executableTarget(name: "airlock-sandbox", dependencies: ["CAirlockShim"]),
         .executableTarget(
             name: "airlock-bench", dependencies: ["AirlockCore"], swiftSettings: strict),
         .testTarget(name: "AirlockPolicyTests", dependencies: ["AirlockPolicy"], swiftSettings: strict),

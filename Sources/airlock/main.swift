@@ -1,1 +1,3 @@
-print("airlock")
+import AirlockCommands
+
+AirlockCommand.main()

@@ -1,0 +1,204 @@
+import ArgumentParser
+import AirlockAudit
+import AirlockCore
+import AirlockPolicy
+import AirlockRuntime
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a command in a fresh sandbox.",
+        discussion: """
+            The command runs with your terminal's stdin, stdout and stderr, in a new session, as an
+            unprivileged user, with only loopback networking. The workspace (default: the current
+            directory) is mounted at /workspace, the working directory. Example:
+              airlock run --timeout 30s --memory 512M -- python3 main.py
+            """)
+
+    @Option(name: .long, help: "Built-in profile or a profile of --policy (see `airlock profiles`).")
+    var profile: String = "default"
+
+    @Option(name: .long, help: "Policy file (YAML) with profiles.")
+    var policy: String?
+
+    @Option(name: .long, help: ArgumentHelp("Host directory mounted at /workspace; add :ro or :rw.", valueName: "DIR[:ro|:rw]"))
+    var workspace: String?
+
+    @Option(name: .long, help: ArgumentHelp("Extra bind mount (default read-only).", valueName: "SRC:DST[:ro|:rw]"))
+    var mount: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Set an environment variable inside.", valueName: "K=V"))
+    var env: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Wall-clock limit, e.g. 30s, 5m.", valueName: "DURATION"))
+    var timeout: String?
+
+    @Option(name: .long, help: ArgumentHelp("Memory limit, swap included, e.g. 512M.", valueName: "SIZE"))
+    var memory: String?
+
+    @Option(name: .long, help: ArgumentHelp("CPU quota in cores, e.g. 1.5.", valueName: "N"))
+    var cpus: String?
+
+    @Option(name: .long, help: ArgumentHelp("Maximum number of processes and threads.", valueName: "N"))
+    var pids: String?
+
+    @Option(name: .long, help: ArgumentHelp("Size of the writable /tmp (the disk budget), e.g. 1G.", valueName: "SIZE"))
+    var disk: String?
+
+    @Option(name: .long, help: ArgumentHelp("Append JSON-lines events to this file.", valueName: "FILE"))
+    var events: String?
+
+    @Flag(name: .long, help: "Print the resolved sandbox spec and exit without running anything.")
+    var explain = false
+
+    @Argument(parsing: .postTerminator, help: "The command and its arguments, after `--`.")
+    var command: [String] = []
+
+    func run() throws {
+        let hostEnv = HostEnvironment.current()
+        let spec: SandboxSpec
+        do { spec = try resolve(hostEnvironment: hostEnv) } catch { throw fail(error) }
+
+        if explain {
+            do { print(try Explain.render(spec)) } catch { throw fail(error) }
+            return
+        }
+
+        var sink: any EventSink = NullSink()
+        if let events {
+            do { sink = try JSONLinesSink(path: events) } catch { throw fail(error) }
+        }
+        var logger = Logger(label: "airlock")
+        logger.logLevel = .warning
+        let runner = SandboxRunner(logger: logger, events: sink, environment: hostEnv) { warning in
+            printError("airlock: warning: \(warning)")
+        }
+        let outcome: RunOutcome
+        do { outcome = try runner.run(spec) } catch { throw fail(error) }
+
+        if let failure = outcome.execFailure { printError("airlock: \(failure)") }
+        if let stop = outcome.stopReason {
+            printError("airlock: stopped: \(stop.message)")
+            throw ExitCode(AirlockExit.limitReached)
+        }
+        let code = outcome.status.shellCode
+        if code != 0 { throw ExitCode(code) }
+    }
+
+    func resolve(hostEnvironment: [String: String]) throws(AirlockError) -> SandboxSpec {
+        guard !command.isEmpty else {
+            throw AirlockError(.usage, "no command given: write it after `--`, e.g. airlock run -- /bin/sh -c 'echo hi'")
+        }
+        var request = RunRequest(command: command, currentDirectory: try HostEnvironment.currentDirectory(), hostEnvironment: hostEnvironment)
+        request.profile = profile
+        if let policy { request.policy = try PolicyFile.load(policy) }
+        if let workspace {
+            let (path, mode) = try CLIParsing.workspace(workspace)
+            request.workspace = try HostEnvironment.canonicalDirectory(path, flag: "--workspace")
+            request.workspaceMode = mode
+        }
+        for m in mount {
+            var grant = try CLIParsing.mount(m)
+            grant.source = try HostEnvironment.canonicalPath(grant.source, flag: "--mount")
+            request.mounts.append(grant)
+        }
+        request.env = try env.map { (s: String) throws(AirlockError) -> EnvironmentVariable in try CLIParsing.env(s) }
+        if let timeout { request.wallClock = try Units.parseDuration(timeout) }
+        if let memory { request.memory = try Units.parseBytes(memory) }
+        if let cpus { request.cpus = try CLIParsing.cpus(cpus) }
+        if let pids { request.pids = try CLIParsing.positiveInt(pids, flag: "--pids") }
+        if let disk { request.disk = try Units.parseBytes(disk) }
+        let spec = try Resolver.resolve(request)
+        try SandboxRunner.validate(spec)
+        return spec
+    }
+}
+
+/// Parsing of the `run` flags whose syntax is ours (SRC:DST:MODE, K=V, …).
+enum CLIParsing {
+    static func workspace(_ s: String) throws(AirlockError) -> (String, WorkspaceMode?) {
+        if s.hasSuffix(":ro") { return (String(s.dropLast(3)), .ro) }
+        if s.hasSuffix(":rw") { return (String(s.dropLast(3)), .rw) }
+        return (s, nil)
+    }
+
+    static func mount(_ s: String) throws(AirlockError) -> MountGrant {
+        let parts = s.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 2 || parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty else {
+            throw AirlockError(.usage, "--mount '\(s)': write SRC:DST or SRC:DST:ro or SRC:DST:rw")
+        }
+        var readOnly = true
+        if parts.count == 3 {
+            switch parts[2] {
+            case "ro": readOnly = true
+            case "rw": readOnly = false
+            default: throw AirlockError(.usage, "--mount '\(s)': mode must be ro or rw, not '\(parts[2])'")
+            }
+        }
+        return MountGrant(source: parts[0], destination: parts[1], readOnly: readOnly)
+    }
+
+    static func env(_ s: String) throws(AirlockError) -> EnvironmentVariable {
+        guard let eq = s.firstIndex(of: "="), eq != s.startIndex else {
+            throw AirlockError(.usage, "--env '\(s)': write NAME=value")
+        }
+        let name = String(s[..<eq])
+        guard PathRules.isValidEnvironmentName(name) else {
+            throw AirlockError(.usage, "--env '\(name)': a name is letters, digits and '_', not starting with a digit")
+        }
+        return EnvironmentVariable(name, String(s[s.index(after: eq)...]))
+    }
+
+    static func cpus(_ s: String) throws(AirlockError) -> Double {
+        guard let v = Double(s), v.isFinite, v > 0, v <= 1024 else {
+            throw AirlockError(.usage, "--cpus '\(s)': write a number of cores greater than 0, e.g. 0.5 or 2")
+        }
+        return v
+    }
+
+    static func positiveInt(_ s: String, flag: String) throws(AirlockError) -> Int {
+        guard let v = Int(s), v > 0 else { throw AirlockError(.usage, "\(flag) '\(s)': write a whole number greater than 0") }
+        return v
+    }
+}
+
+/// The host facts the CLI passes to the policy layer.
+enum HostEnvironment {
+    static func current() -> [String: String] {
+        var env: [String: String] = [:]
+        var p = environ
+        while let entry = p.pointee {
+            let s = String(cString: entry)
+            if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+            p += 1
+        }
+        return env
+    }
+
+    static func currentDirectory() throws(AirlockError) -> String {
+        guard let cwd = getcwd(nil, 0) else { throw systemError("getcwd", errno, "cannot determine the current directory") }
+        defer { free(cwd) }
+        return String(cString: cwd)
+    }
+
+    static func canonicalPath(_ path: String, flag: String) throws(AirlockError) -> String {
+        guard let real = realpath(path, nil) else {
+            throw AirlockError(.usage, "\(flag) \(path): \(errnoDescription(errno))")
+        }
+        defer { free(real) }
+        return String(cString: real)
+    }
+
+    static func canonicalDirectory(_ path: String, flag: String) throws(AirlockError) -> String {
+        let real = try canonicalPath(path, flag: flag)
+        var st = stat()
+        guard stat(real, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+            throw AirlockError(.usage, "\(flag) \(path) is not a directory")
+        }
+        return real
+    }
+}

@@ -1,0 +1,174 @@
+import AirlockCore
+
+/// How the workspace is granted: read-write, read-only, or not at all.
+public enum WorkspaceMode: String, Sendable, Equatable, CaseIterable {
+    case rw
+    case ro
+    case none
+}
+
+/// One profile as written in a policy file: every field optional, so that `extends`
+/// can tell "not given" (inherit) from "given". See ``Policy`` for the format.
+public struct Profile: Sendable, Equatable {
+    /// One line for `airlock profiles`. Not inherited.
+    public var description: String?
+    /// The profile this one is based on. A flattened profile (``Policy/flatten(_:in:)``) has none.
+    public var extends: String?
+    public var runtime: RuntimeTier?
+    /// ``SandboxUser/agent`` or ``SandboxUser/root``.
+    public var user: SandboxUser?
+    public var filesystem: Filesystem
+    public var network: NetworkSpec.Mode?
+    public var environment: Environment
+    public var limits: Limits
+    public var syscalls: SyscallProfile?
+    public var landlock: Enforcement?
+    public var cgroups: Enforcement?
+
+    public init(
+        description: String? = nil, extends: String? = nil, runtime: RuntimeTier? = nil,
+        user: SandboxUser? = nil, filesystem: Filesystem = .init(), network: NetworkSpec.Mode? = nil,
+        environment: Environment = .init(), limits: Limits = .init(), syscalls: SyscallProfile? = nil,
+        landlock: Enforcement? = nil, cgroups: Enforcement? = nil
+    ) {
+        self.description = description
+        self.extends = extends
+        self.runtime = runtime
+        self.user = user
+        self.filesystem = filesystem
+        self.network = network
+        self.environment = environment
+        self.limits = limits
+        self.syscalls = syscalls
+        self.landlock = landlock
+        self.cgroups = cgroups
+    }
+
+    public struct Filesystem: Sendable, Equatable {
+        public var workspace: WorkspaceMode?
+        /// Added to ``WorkspaceGrant/mandatoryDeny`` (never replacing it); adds to the parent's.
+        public var deny: [String]?
+        /// Replaces the parent's list.
+        public var mounts: [MountGrant]?
+        /// Size of `/tmp` in bytes; the same budget as ``Limits/disk``.
+        public var tmpSize: UInt64?
+        public var homeSize: UInt64?
+        /// Added to ``FilesystemSpec/defaultEtc``; adds to the parent's.
+        public var etc: [String]?
+
+        public init(
+            workspace: WorkspaceMode? = nil, deny: [String]? = nil, mounts: [MountGrant]? = nil,
+            tmpSize: UInt64? = nil, homeSize: UInt64? = nil, etc: [String]? = nil
+        ) {
+            self.workspace = workspace
+            self.deny = deny
+            self.mounts = mounts
+            self.tmpSize = tmpSize
+            self.homeSize = homeSize
+            self.etc = etc
+        }
+    }
+
+    public struct Environment: Sendable, Equatable {
+        /// Names copied from the host environment when set there. Replaces the parent's list.
+        public var pass: [String]?
+        /// Fixed values, in the order written; a child's keys override the parent's.
+        public var set: [EnvironmentVariable]?
+
+        public init(pass: [String]? = nil, set: [EnvironmentVariable]? = nil) {
+            self.pass = pass
+            self.set = set
+        }
+    }
+
+    public struct Limits: Sendable, Equatable {
+        public var wallClock: Duration?
+        public var memory: UInt64?
+        public var cpus: Double?
+        public var pids: Int?
+        /// Size of `/tmp` in bytes; the same budget as ``Filesystem/tmpSize``.
+        public var disk: UInt64?
+        public var openFiles: Int?
+        public var fileSize: UInt64?
+
+        public init(
+            wallClock: Duration? = nil, memory: UInt64? = nil, cpus: Double? = nil, pids: Int? = nil,
+            disk: UInt64? = nil, openFiles: Int? = nil, fileSize: UInt64? = nil
+        ) {
+            self.wallClock = wallClock
+            self.memory = memory
+            self.cpus = cpus
+            self.pids = pids
+            self.disk = disk
+            self.openFiles = openFiles
+            self.fileSize = fileSize
+        }
+    }
+
+    /// The `/tmp` budget, from whichever of `limits.disk` and `filesystem.tmp_size` is given.
+    public var diskBudget: UInt64? { limits.disk ?? filesystem.tmpSize }
+
+    /// `child` laid over `parent`, field by field: a field the child gives wins; mappings merge
+    /// key by key; lists replace, except `deny` and `etc`, which add to the parent's.
+    /// `description` is the child's alone and `extends` is dropped (the result is flat).
+    public static func merge(parent: Profile, child: Profile) -> Profile {
+        var m = Profile()
+        m.description = child.description
+        m.extends = nil
+        m.runtime = child.runtime ?? parent.runtime
+        m.user = child.user ?? parent.user
+        m.network = child.network ?? parent.network
+        m.syscalls = child.syscalls ?? parent.syscalls
+        m.landlock = child.landlock ?? parent.landlock
+        m.cgroups = child.cgroups ?? parent.cgroups
+
+        let (pf, cf) = (parent.filesystem, child.filesystem)
+        m.filesystem.workspace = cf.workspace ?? pf.workspace
+        m.filesystem.deny = adding(pf.deny, cf.deny)
+        m.filesystem.mounts = cf.mounts ?? pf.mounts
+        m.filesystem.homeSize = cf.homeSize ?? pf.homeSize
+        m.filesystem.etc = adding(pf.etc, cf.etc)
+
+        m.environment.pass = child.environment.pass ?? parent.environment.pass
+        m.environment.set = overriding(parent.environment.set, child.environment.set)
+
+        let (pl, cl) = (parent.limits, child.limits)
+        m.limits.wallClock = cl.wallClock ?? pl.wallClock
+        m.limits.memory = cl.memory ?? pl.memory
+        m.limits.cpus = cl.cpus ?? pl.cpus
+        m.limits.pids = cl.pids ?? pl.pids
+        m.limits.openFiles = cl.openFiles ?? pl.openFiles
+        m.limits.fileSize = cl.fileSize ?? pl.fileSize
+        // `disk` and `tmp_size` are two names for one budget: whichever the child gives
+        // overrides whichever the parent gave, and the flat profile carries it under both.
+        let disk = child.diskBudget ?? parent.diskBudget
+        m.limits.disk = disk
+        m.filesystem.tmpSize = disk
+        return m
+    }
+
+    static func adding(_ parent: [String]?, _ child: [String]?) -> [String]? {
+        guard parent != nil || child != nil else { return nil }
+        var out: [String] = []
+        for item in (parent ?? []) + (child ?? []) where !out.contains(item) { out.append(item) }
+        return out
+    }
+
+    static func overriding(_ parent: [EnvironmentVariable]?, _ child: [EnvironmentVariable]?) -> [EnvironmentVariable]? {
+        guard let child else { return parent }
+        var out = parent ?? []
+        for v in child { out.upsert(v) }
+        return out
+    }
+}
+
+extension Array where Element == EnvironmentVariable {
+    /// Replaces the value of a variable already present (keeping its place) or appends it.
+    mutating func upsert(_ v: EnvironmentVariable) {
+        if let i = firstIndex(where: { $0.name == v.name }) {
+            self[i].value = v.value
+        } else {
+            append(v)
+        }
+    }
+}

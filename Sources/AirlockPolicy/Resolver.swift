@@ -1,0 +1,272 @@
+import AirlockCore
+
+/// What `airlock run` asks for: a profile, the command, and the operator's overrides.
+///
+/// Values arrive parsed (``RunRequest/parseMount(_:)``, ``RunRequest/parseEnvironment(_:)``,
+/// ``RunRequest/parseWorkspace(_:)`` read the flag syntax); the resolver validates them and
+/// names the flag in its errors: `--profile`, `--workspace`, `--mount`, `--env`,
+/// `--timeout`, `--memory`, `--cpus`, `--pids`, `--disk`.
+public struct RunRequest: Sendable {
+    /// The profile to run, from the policy file or built in.
+    public var profile: String
+    /// The policy file given with `--policy`; nil for the built-in profiles only.
+    public var policy: PolicyDocument?
+    public var command: [String]
+    /// Host directory for `/workspace`, already absolute; nil means ``currentDirectory``.
+    public var workspace: String?
+    /// `.ro` / `.rw` from `--workspace DIR:ro`; nil keeps the profile's.
+    public var workspaceMode: WorkspaceMode?
+    /// From `--mount SRC:DST[:ro|rw]`; checked with the same rules as a profile's mounts. A mount
+    /// to a target the profile already mounts replaces the profile's.
+    public var mounts: [MountGrant]
+    /// From `--env K=V`; set last, so they win. Any name is accepted: the operator typed the value.
+    public var env: [EnvironmentVariable]
+    public var wallClock: Duration?
+    public var memory: UInt64?
+    public var cpus: Double?
+    public var pids: Int?
+    /// Size of `/tmp`.
+    public var disk: UInt64?
+    /// The caller's working directory (absolute).
+    public var currentDirectory: String
+    /// The caller's environment; only the profile's `environment.pass` names are read from it
+    /// (and `HOME`, to refuse a workspace that is or contains the home directory).
+    public var hostEnvironment: [String: String]
+
+    public init(
+        profile: String = "default", policy: PolicyDocument? = nil, command: [String], workspace: String? = nil,
+        workspaceMode: WorkspaceMode? = nil, mounts: [MountGrant] = [], env: [EnvironmentVariable] = [],
+        wallClock: Duration? = nil, memory: UInt64? = nil, cpus: Double? = nil, pids: Int? = nil,
+        disk: UInt64? = nil, currentDirectory: String, hostEnvironment: [String: String] = [:]
+    ) {
+        self.profile = profile
+        self.policy = policy
+        self.command = command
+        self.workspace = workspace
+        self.workspaceMode = workspaceMode
+        self.mounts = mounts
+        self.env = env
+        self.wallClock = wallClock
+        self.memory = memory
+        self.cpus = cpus
+        self.pids = pids
+        self.disk = disk
+        self.currentDirectory = currentDirectory
+        self.hostEnvironment = hostEnvironment
+    }
+}
+
+/// Turns a ``RunRequest`` into the ``SandboxSpec`` the runtime builds. Pure: it reads no file
+/// and no environment of its own; the caller checks that mount sources and the workspace exist
+/// (and re-checks their resolved paths with ``PathRules``).
+public enum Resolver {
+    /// The search path inside every sandbox.
+    public static let path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    /// Defaults for a setting no profile in the chain gives (see ``Policy``).
+    static let defaultWorkspace = WorkspaceMode.ro
+
+    public static func resolve(_ r: RunRequest) throws(AirlockError) -> SandboxSpec {
+        guard !r.command.isEmpty, !(r.command.first ?? "").isEmpty else {
+            throw AirlockError(.usage, "no command to run: give one after '--', e.g. airlock run --profile \(r.profile) -- bash")
+        }
+        guard r.policy?.profiles[r.profile] != nil || Policy.builtins.profiles[r.profile] != nil else {
+            let names = Policy.profileNames(in: r.policy).map(\.name).joined(separator: ", ")
+            throw AirlockError(.usage, "--profile: there is no profile '\(r.profile)'; available profiles: \(names)")
+        }
+        let profile: Profile
+        switch Policy.flatten(r.profile, in: r.policy) {
+        case .success(let p): profile = p
+        case .failure(let failure): throw failure.airlockError
+        }
+        try checkProfile(profile, name: r.profile)
+
+        var usage: [String] = []
+        let workspace = resolveWorkspace(r, profile: profile, problems: &usage)
+        let mounts = resolveMounts(r, profile: profile, problems: &usage)
+        let limits = resolveLimits(r, profile: profile, problems: &usage)
+        for v in r.env where !PathRules.isValidEnvironmentName(v.name) {
+            usage.append(
+                "--env: '\(v.name.escapedForMessage)' is not a valid environment variable name; names use ASCII letters, digits and '_' and do not start with a digit"
+            )
+        }
+        for v in r.env where v.value.unicodeScalars.contains("\0") {
+            usage.append("--env: the value of \(v.name) contains a NUL character, which no environment can hold")
+        }
+        if r.disk == 0 { usage.append("--disk must be greater than zero") }
+        guard usage.isEmpty else { throw AirlockError(.usage, usage.joined(separator: "\n")) }
+
+        let user = profile.user ?? .agent
+        var filesystem = FilesystemSpec(workspace: workspace, mounts: mounts)
+        filesystem.tmpSize = r.disk ?? profile.diskBudget ?? filesystem.tmpSize
+        filesystem.homeSize = profile.filesystem.homeSize ?? filesystem.homeSize
+        filesystem.etcEntries = Profile.adding(FilesystemSpec.defaultEtc, profile.filesystem.etc) ?? FilesystemSpec.defaultEtc
+
+        return SandboxSpec(
+            profile: r.profile,
+            runtime: profile.runtime ?? .namespace,
+            command: r.command,
+            environment: environment(r, profile: profile, user: user),
+            workingDirectory: workspace == nil ? user.home : "/workspace",
+            user: user,
+            hostname: "airlock",
+            filesystem: filesystem,
+            network: NetworkSpec(mode: profile.network ?? NetworkSpec.Mode.none),
+            limits: limits,
+            syscalls: profile.syscalls ?? .default,
+            landlock: profile.landlock ?? .bestEffort,
+            cgroups: profile.cgroups ?? .bestEffort)
+    }
+
+    // MARK: Parts
+
+    static func resolveWorkspace(_ r: RunRequest, profile: Profile, problems: inout [String]) -> WorkspaceGrant? {
+        let profileMode = profile.filesystem.workspace ?? defaultWorkspace
+        let mode: WorkspaceMode
+        switch (r.workspaceMode, r.workspace, profileMode) {
+        case (WorkspaceMode.none?, .some, _):
+            problems.append(
+                "--workspace: a directory was given together with mode 'none'; give the directory with :ro or :rw, or no --workspace")
+            return nil
+        case (let m?, _, _): mode = m
+        // An explicit --workspace grants a workspace even when the profile has none, read-only
+        // unless the operator says :rw.
+        case (nil, .some, WorkspaceMode.none): mode = .ro
+        case (nil, _, let m): mode = m
+        }
+        if mode == WorkspaceMode.none { return nil }
+        let path = r.workspace ?? r.currentDirectory
+        let flag = r.workspace == nil ? "the current directory (the default workspace; choose another with --workspace DIR)" : "--workspace"
+        if let problem = PathRules.workspaceProblem(path, hostHome: r.hostEnvironment["HOME"]) {
+            problems.append("\(flag): \(problem)")
+            return nil
+        }
+        let deny = Profile.adding(WorkspaceGrant.mandatoryDeny, profile.filesystem.deny) ?? WorkspaceGrant.mandatoryDeny
+        return WorkspaceGrant(hostPath: path, readOnly: mode == .ro, denyWrite: deny)
+    }
+
+    static func resolveMounts(_ r: RunRequest, profile: Profile, problems: inout [String]) -> [MountGrant] {
+        var mounts = profile.filesystem.mounts ?? []
+        var fromFlags: Set<String> = []
+        for m in r.mounts {
+            let flag = "--mount \(m.source.escapedForMessage):\(m.destination.escapedForMessage)"
+            var ok = true
+            if let p = PathRules.mountSourceProblem(m.source) {
+                problems.append("\(flag): \(p)")
+                ok = false
+            }
+            if let p = PathRules.mountTargetProblem(m.destination) {
+                problems.append("\(flag): \(p)")
+                ok = false
+            }
+            if fromFlags.contains(m.destination) {
+                problems.append("\(flag): another --mount already has the target \(m.destination); each target may be mounted only once")
+                ok = false
+            }
+            guard ok else { continue }
+            fromFlags.insert(m.destination)
+            // The operator's mount replaces the profile's mount of the same target.
+            mounts.removeAll { $0.destination == m.destination }
+            mounts.append(m)
+        }
+        return mounts
+    }
+
+    static func resolveLimits(_ r: RunRequest, profile: Profile, problems: inout [String]) -> Limits {
+        let p = profile.limits
+        if let w = r.wallClock, w <= .zero { problems.append("--timeout must be greater than zero, e.g. 30m") }
+        if r.memory == 0 { problems.append("--memory must be greater than zero, e.g. 2G") }
+        if let c = r.cpus, !(c.isFinite && c > 0 && c <= 1024) {
+            problems.append("--cpus must be a number of cores greater than 0 and at most 1024, such as 2 or 0.5; found \(c)")
+        }
+        if let n = r.pids, !(1...PolicyReader.maximumPids).contains(n) {
+            problems.append("--pids must be a whole number from 1 to \(PolicyReader.maximumPids); found \(n)")
+        }
+        return Limits(
+            wallClock: r.wallClock ?? p.wallClock,
+            memoryBytes: r.memory ?? p.memory,
+            cpus: r.cpus ?? p.cpus,
+            pids: r.pids ?? p.pids,
+            openFiles: p.openFiles ?? Limits().openFiles,
+            fileSize: p.fileSize)
+    }
+
+    /// PATH, HOME, USER, LOGNAME, SHELL; then the passed-through host values; then `set`; then
+    /// `--env`. A later value replaces an earlier one in place, so each name appears once.
+    static func environment(_ r: RunRequest, profile: Profile, user: SandboxUser) -> [EnvironmentVariable] {
+        var env: [EnvironmentVariable] = [
+            .init("PATH", path), .init("HOME", user.home), .init("USER", user.name),
+            .init("LOGNAME", user.name), .init("SHELL", "/bin/sh"),
+        ]
+        for name in profile.environment.pass ?? [] {
+            if let value = r.hostEnvironment[name] { env.upsert(.init(name, value)) }
+        }
+        for v in profile.environment.set ?? [] { env.upsert(v) }
+        for v in r.env { env.upsert(v) }
+        return env
+    }
+
+    /// The profile rules again, on the flattened profile: a ``PolicyDocument`` can be built in
+    /// code without the reader, and the spec must never carry what a policy file could not.
+    static func checkProfile(_ p: Profile, name: String) throws(AirlockError) {
+        var problems: [String] = []
+        for m in p.filesystem.mounts ?? [] {
+            if let s = PathRules.mountSourceProblem(m.source) { problems.append(s) }
+            if let t = PathRules.mountTargetProblem(m.destination) { problems.append(t) }
+        }
+        let targets = (p.filesystem.mounts ?? []).map(\.destination)
+        if Set(targets).count != targets.count { problems.append("two mounts share a target; each target may be mounted only once") }
+        for d in p.filesystem.deny ?? [] { if let s = PathRules.denyEntryProblem(d) { problems.append(s) } }
+        for e in p.filesystem.etc ?? [] { if let s = PathRules.etcEntryProblem(e) { problems.append(s) } }
+        for n in p.environment.pass ?? [] { if let s = PathRules.passThroughProblem(n) { problems.append("environment.pass: \(s)") } }
+        for v in p.environment.set ?? [] where !PathRules.isValidEnvironmentName(v.name) {
+            problems.append("environment.set: '\(v.name.escapedForMessage)' is not a valid environment variable name")
+        }
+        guard problems.isEmpty else {
+            throw AirlockError(.policy, problems.map { "profile '\(name)': \($0)" }.joined(separator: "\n"))
+        }
+    }
+}
+
+// MARK: Flag syntax
+
+extension RunRequest {
+    /// `SRC:DST[:ro|rw]` as written after `--mount` (read-only unless `:rw`). The paths are
+    /// checked by ``Resolver/resolve(_:)``.
+    public static func parseMount(_ text: String) throws(AirlockError) -> MountGrant {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        let usage = "--mount '\(text.escapedForMessage)': write SRC:DST or SRC:DST:ro or SRC:DST:rw, e.g. --mount /srv/data:/data:ro"
+        switch parts.count {
+        case 2 where !parts[0].isEmpty && !parts[1].isEmpty:
+            return MountGrant(source: parts[0], destination: parts[1], readOnly: true)
+        case 3 where !parts[0].isEmpty && !parts[1].isEmpty && (parts[2] == "ro" || parts[2] == "rw"):
+            return MountGrant(source: parts[0], destination: parts[1], readOnly: parts[2] == "ro")
+        default:
+            throw AirlockError(.usage, usage)
+        }
+    }
+
+    /// `NAME=VALUE` as written after `--env` (the value may contain `=` and be empty).
+    public static func parseEnvironment(_ text: String) throws(AirlockError) -> EnvironmentVariable {
+        guard let eq = text.firstIndex(of: "="), eq != text.startIndex else {
+            throw AirlockError(.usage, "--env '\(text.escapedForMessage)': write NAME=VALUE, e.g. --env DEBUG=1")
+        }
+        let name = String(text[..<eq])
+        guard PathRules.isValidEnvironmentName(name) else {
+            throw AirlockError(
+                .usage,
+                "--env: '\(name.escapedForMessage)' is not a valid environment variable name; names use ASCII letters, digits and '_' and do not start with a digit"
+            )
+        }
+        return EnvironmentVariable(name, String(text[text.index(after: eq)...]))
+    }
+
+    /// `DIR[:ro|rw]` as written after `--workspace`. A directory whose name itself ends in
+    /// `:ro` can be given as `DIR:ro:rw`.
+    public static func parseWorkspace(_ text: String) -> (path: String, mode: WorkspaceMode?) {
+        for mode in [WorkspaceMode.ro, .rw] where text.hasSuffix(":" + mode.rawValue) && text.count > 3 {
+            return (String(text.dropLast(3)), mode)
+        }
+        return (text, nil)
+    }
+}

@@ -1,0 +1,253 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AirlockAudit
+import AirlockCore
+import CAirlockShim
+import Logging
+
+/// How a sandboxed command ended.
+public enum ExitStatus: Equatable, Sendable {
+    case exited(Int32)
+    case signaled(Int32)
+
+    /// The status a shell would report: the exit code, or 128 + signal.
+    public var shellCode: Int32 {
+        switch self {
+        case .exited(let c): c
+        case .signaled(let s): 128 + s
+        }
+    }
+}
+
+/// Why Airlock, rather than the command, ended a run.
+public enum StopReason: Equatable, Sendable {
+    case wallClock(Duration)
+    case memory(UInt64)
+    /// The supervising `airlock` process disappeared.
+    case lifeline
+
+    /// The one line printed on stderr, after `airlock: stopped: `.
+    public var message: String {
+        switch self {
+        case .wallClock(let d): "wall-clock limit \(Units.formatDuration(d)) reached"
+        case .memory(let b): "memory limit \(Units.formatBytes(b)) exceeded"
+        case .lifeline: "the supervising airlock process went away"
+        }
+    }
+
+    public var kind: String {
+        switch self {
+        case .wallClock: "wall_clock"
+        case .memory: "memory"
+        case .lifeline: "lifeline"
+        }
+    }
+}
+
+public struct RunOutcome: Sendable {
+    public var instance: String
+    /// The command's status; nil when it never started (exec failure is reported as 126/127).
+    public var status: ExitStatus
+    public var stopReason: StopReason?
+    /// Things that were not enforced or not cleaned up; each was also printed and recorded.
+    public var warnings: [String]
+    public var usage: CgroupUsage?
+    public var landlockABI: Int?
+    public var elapsed: Duration
+    /// Set when the command could not be executed (not found, not executable).
+    public var execFailure: String?
+}
+
+/// Runs one `SandboxSpec` in the namespace runtime: cgroups, placeholders, plan,
+/// helper, supervision, attribution, teardown. Synchronous by design: the CLI has
+/// one job, and it must start fast.
+public struct SandboxRunner: Sendable {
+    public var logger: Logger
+    public var events: any EventSink
+    public var environment: [String: String]
+    /// Called for each warning as it happens (the CLI prints `airlock: warning: …`).
+    public var onWarning: @Sendable (String) -> Void
+
+    public init(
+        logger: Logger, events: any EventSink = NullSink(), environment: [String: String],
+        onWarning: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
+        self.logger = logger
+        self.events = events
+        self.environment = environment
+        self.onWarning = onWarning
+    }
+
+    public static func newInstanceID() -> String {
+        var bytes = [UInt8](repeating: 0, count: 8)
+        _ = bytes.withUnsafeMutableBytes { airlock_random($0.baseAddress, 8) }
+        return "sbx-" + bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    }
+
+    /// Checks that this runtime can run the spec at all, before anything is created.
+    public static func validate(_ spec: SandboxSpec) throws(AirlockError) {
+        switch spec.runtime {
+        case .namespace: break
+        case .microvm, .kubernetes:
+            throw AirlockError(.policy, "runtime tier '\(spec.runtime.rawValue)' is not available in this build of airlock; use 'runtime: namespace'")
+        }
+        if spec.network.mode == .proxied {
+            throw AirlockError(.policy, "network mode 'proxied' needs the egress gateway, which this build does not include yet; use 'mode: none'")
+        }
+        guard !spec.command.isEmpty else { throw AirlockError(.usage, "no command given: write it after `--`") }
+    }
+
+    public func run(_ spec: SandboxSpec, instance: String = SandboxRunner.newInstanceID()) throws(AirlockError) -> RunOutcome {
+        try Self.validate(spec)
+        let started = ContinuousClock.now
+        var warnings: [String] = []
+        func warn(_ w: String) {
+            warnings.append(w)
+            onWarning(w)
+            events.emit(AuditEvent(type: "sandbox.warning", instance: instance, attributes: [("airlock.warning", .string(w))]))
+        }
+        let helper = try HelperLocator.locate(environment: environment)
+
+        // cgroups: limits, accounting and kill-all.
+        let cgroupHost = CgroupHost.detect()
+        var cgroup: SandboxCgroup?
+        if cgroupHost.version != nil {
+            cgroup = try SandboxCgroup.create(instance: instance, limits: CgroupLimits(spec.limits), host: cgroupHost)
+            for w in cgroup?.warnings ?? [] { warn(w) }
+        } else {
+            let reason = cgroupHost.unavailableReason ?? "no usable cgroup hierarchy"
+            if spec.cgroups == .required {
+                throw AirlockError(.sandboxSetup, "the profile requires cgroup limits, but \(reason)")
+            }
+            if spec.limits.memoryBytes != nil || spec.limits.cpus != nil || spec.limits.pids != nil {
+                warn("memory, cpu and process limits are NOT enforced: \(reason)")
+            }
+        }
+        defer {
+            if let cgroup {
+                do { try cgroup.destroy() } catch { warn("cgroup not removed: \(error.message)") }
+            }
+        }
+
+        // Placeholders for protected paths that do not exist yet.
+        var placeholders: DenyPlaceholders?
+        if let ws = spec.filesystem.workspace, !ws.readOnly {
+            placeholders = try DenyPlaceholders.create(workspace: ws.hostPath, entries: ws.denyWrite)
+        }
+        defer {
+            if let left = placeholders?.remove(), !left.isEmpty {
+                warn("placeholders left in the workspace (they were modified): \(left.joined(separator: ", "))")
+            }
+        }
+
+        let seccomp = try SeccompCompiler.compile(profile: spec.syscalls, arch: .native)
+        let builder = PlanBuilder(host: .live, seccomp: seccomp, cgroupProcs: cgroup?.procsFiles ?? [])
+        let plan = try PlanEncoder.encode(try builder.records(for: spec))
+
+        events.emit(AuditEvent(type: "sandbox.created", instance: instance, attributes: SpecAttributes.of(spec, cgroup: cgroupHost.version?.rawValue)))
+
+        let process = try HelperProcess.spawn(helper: helper, plan: plan)
+        var session = StatusSession()
+        process.supervise { line in session.consume(line) }
+        let helperStatus = process.wait()
+
+        for w in session.warnings { warn(w) }
+        if let (stage, code, message) = session.setupError {
+            events.emit(AuditEvent(type: "sandbox.destroyed", instance: instance, attributes: [("airlock.outcome", .string("setup_failed"))]))
+            throw AirlockError(.sandboxSetup, "the sandbox could not be built (\(stage)): \(message)", cause: errnoDescription(code))
+        }
+        if let pid = session.commandPID {
+            events.emit(AuditEvent(type: "process.started", instance: instance, attributes: [
+                ("process.pid", .int(Int64(pid))), ("process.command_args", .array(spec.command.map { .string($0) })),
+            ]))
+        }
+
+        let usage = cgroup?.usage()
+        var status = session.commandStatus ?? helperStatus
+        var stop: StopReason?
+        if session.timedOut, let wall = spec.limits.wallClock {
+            stop = .wallClock(wall)
+        } else if let usage, usage.oomKills > 0, let mem = spec.limits.memoryBytes,
+            status == .signaled(SIGKILL) || session.commandStatus == nil
+        {
+            stop = .memory(mem)
+        } else if session.lifelineLost {
+            stop = .lifeline
+        }
+        if session.commandStatus == nil, stop != nil { status = .signaled(SIGKILL) }
+        if let usage, stop == nil, usage.oomKills > 0 {
+            warn("memory limit reached: \(usage.oomKills) process(es) in the sandbox were killed")
+        }
+        if let usage, usage.pidsLimitHits > 0, let pids = spec.limits.pids {
+            warn("process limit \(pids) reached \(usage.pidsLimitHits) time(s): forks were refused")
+        }
+        if let stop {
+            events.emit(AuditEvent(type: "limit.reached", instance: instance, attributes: [
+                ("airlock.limit", .string(stop.kind)), ("airlock.reason", .string(stop.message)),
+            ]))
+        }
+        let elapsed = ContinuousClock.now - started
+        var exitAttrs: [(String, JSONValue)] = []
+        switch status {
+        case .exited(let c): exitAttrs.append(("process.exit.code", .int(Int64(c))))
+        case .signaled(let s): exitAttrs.append(("process.exit.signal", .int(Int64(s))))
+        }
+        exitAttrs.append(("airlock.duration_ms", .int(elapsed.milliseconds)))
+        if let u = usage {
+            if let c = u.cpuNanos { exitAttrs.append(("process.cpu.time_ns", .int(Int64(c)))) }
+            if let m = u.memoryPeakBytes { exitAttrs.append(("process.memory.peak_bytes", .int(Int64(m)))) }
+            exitAttrs.append(("airlock.oom_kills", .int(Int64(u.oomKills))))
+            exitAttrs.append(("airlock.pids_limit_hits", .int(Int64(u.pidsLimitHits))))
+        }
+        if let stop { exitAttrs.append(("airlock.stop_reason", .string(stop.kind))) }
+        events.emit(AuditEvent(type: "process.exited", instance: instance, attributes: exitAttrs))
+        events.emit(AuditEvent(type: "sandbox.destroyed", instance: instance, attributes: [("airlock.outcome", .string(stop == nil ? "exited" : "stopped"))]))
+
+        var execFailure: String?
+        if let (code, path) = session.execFailure {
+            execFailure = code == ENOENT ? "\(path): command not found in the sandbox" : "\(path): cannot execute (\(errnoDescription(code)))"
+        }
+        return RunOutcome(
+            instance: instance, status: status, stopReason: stop, warnings: warnings, usage: usage,
+            landlockABI: session.landlockABI, elapsed: elapsed, execFailure: execFailure)
+    }
+}
+
+/// Parses the helper's status lines (see `sandbox.h`).
+struct StatusSession {
+    var pid1: Int32?
+    var commandPID: Int32?
+    var commandStatus: ExitStatus?
+    var timedOut = false
+    var lifelineLost = false
+    var landlockABI: Int?
+    var warnings: [String] = []
+    var setupError: (String, Int32, String)?
+    var execFailure: (Int32, String)?
+
+    mutating func consume(_ line: Substring) {
+        let parts = line.split(separator: " ", maxSplits: 1).map(String.init)
+        guard let word = parts.first else { return }
+        let rest = parts.count > 1 ? parts[1] : ""
+        switch word {
+        case "pid1": pid1 = Int32(rest)
+        case "started": commandPID = Int32(rest)
+        case "exit": commandStatus = Int32(rest).map { .exited($0) }
+        case "signal": commandStatus = Int32(rest.split(separator: " ").first ?? "").map { .signaled($0) }
+        case "timeout": timedOut = true
+        case "lifeline": lifelineLost = true
+        case "landlock": landlockABI = Int(rest)
+        case "warn":
+            let w = rest.split(separator: " ", maxSplits: 1)
+            warnings.append(w.count > 1 ? String(w[1]) : rest)
+        case "error":
+            let e = rest.split(separator: " ", maxSplits: 2).map(String.init)
+            if e.count == 3 { setupError = (e[0], Int32(e[1]) ?? 0, e[2]) } else { setupError = ("unknown", 0, rest) }
+        case "exec-failed":
+            let e = rest.split(separator: " ", maxSplits: 1).map(String.init)
+            execFailure = (Int32(e.first ?? "") ?? 0, e.count > 1 ? e[1] : "?")
+        default: break
+        }
+    }
+}

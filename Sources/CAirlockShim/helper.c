@@ -1,0 +1,173 @@
+/*
+ * The outer half of the helper: it stays in the host's namespaces, joins the
+ * sandbox's cgroups, clones PID 1 into fresh namespaces, writes its id maps and
+ * supervises it (wall clock, signals, lifeline). See sandbox.h.
+ */
+#if defined(__linux__)
+#include "sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+static const int forwarded_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void write_id_maps(pid_t pid, const struct al_record *map) {
+    uint64_t in_uid, out_uid, in_gid, out_gid;
+    if (al_field_u64(map, 0, &in_uid) || al_field_u64(map, 1, &out_uid) || al_field_u64(map, 2, &in_gid) ||
+        al_field_u64(map, 3, &out_gid))
+        al_fail("idmap", EINVAL, "malformed id map record");
+    char path[64], line[96];
+    snprintf(path, sizeof(path), "/proc/%d/setgroups", (int)pid);
+    if (al_write_file(path, "deny") < 0 && errno != ENOENT) al_fail("idmap", errno, "cannot write %s", path);
+    snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)pid);
+    snprintf(line, sizeof(line), "%llu %llu 1\n", (unsigned long long)in_uid, (unsigned long long)out_uid);
+    if (al_write_file(path, line) < 0) al_fail("idmap", errno, "cannot write uid map '%llu %llu 1'", (unsigned long long)in_uid, (unsigned long long)out_uid);
+    snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
+    snprintf(line, sizeof(line), "%llu %llu 1\n", (unsigned long long)in_gid, (unsigned long long)out_gid);
+    if (al_write_file(path, line) < 0) al_fail("idmap", errno, "cannot write gid map '%llu %llu 1'", (unsigned long long)in_gid, (unsigned long long)out_gid);
+}
+
+int al_helper_main(int argc, char **argv) {
+    (void)argv;
+    if (argc != 1) {
+        fprintf(stderr, "airlock-sandbox is started by airlock; it is not meant to be run by hand\n");
+        return 2;
+    }
+    /* Nothing but fds 0-5 crosses into the sandbox. */
+    if (syscall(SYS_close_range, 6u, ~0u, CLOSE_RANGE_CLOEXEC) < 0) {
+        for (int fd = 6; fd < 1024; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    fcntl(AL_STATUS_FD, F_SETFD, FD_CLOEXEC);
+    fcntl(AL_LIFELINE_FD, F_SETFD, FD_CLOEXEC);
+
+    /* A new session: the sandbox has no controlling terminal, so it cannot
+     * inject keystrokes (TIOCSTI) into the caller's terminal. */
+    (void)setsid();
+
+    struct al_plan plan;
+    if (al_plan_read(AL_PLAN_FD, &plan) < 0) al_fail("plan", errno, "cannot read the sandbox plan");
+    close(AL_PLAN_FD);
+
+    uint64_t ns_flags = 0, wall_ms = 0;
+    const struct al_record *idmap = NULL;
+    for (size_t i = 0; i < plan.count; i++) {
+        const struct al_record *r = &plan.records[i];
+        if (r->tag == AL_NS_FLAGS) al_field_u64(r, 0, &ns_flags);
+        else if (r->tag == AL_WALL_CLOCK) al_field_u64(r, 0, &wall_ms);
+        else if (r->tag == AL_ID_MAP) idmap = r;
+    }
+    if (!idmap || !(ns_flags & CLONE_NEWUSER)) al_fail("plan", EINVAL, "plan has no user namespace or id map");
+
+    if (geteuid() == 0) (void)setgroups(0, NULL); /* drop the caller's supplementary groups */
+
+    /* Join the sandbox's cgroups before cloning, so PID 1 and everything it
+     * starts are accounted and limited from their first instruction. */
+    for (size_t i = 0; i < plan.count; i++) {
+        if (plan.records[i].tag != AL_CGROUP_JOIN) continue;
+        char *p = al_field_str(&plan.records[i], 0);
+        if (!p || al_write_file(p, "0") < 0) al_fail("cgroup", errno, "cannot join cgroup %s", p ? p : "?");
+        free(p);
+    }
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    for (size_t i = 0; i < sizeof(forwarded_signals) / sizeof(forwarded_signals[0]); i++)
+        sigaddset(&mask, forwarded_signals[i]);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+
+    int sync_pipe[2];
+    if (pipe2(sync_pipe, O_CLOEXEC) < 0) al_fail("clone", errno, "pipe2");
+
+    uint64_t start = now_ms();
+    pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)ns_flags | SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid < 0) {
+        int e = errno;
+        al_fail("namespaces", e,
+                "cannot create namespaces (clone): %s; user namespaces may be disabled "
+                "(check kernel.unprivileged_userns_clone / user.max_user_namespaces)",
+                strerror(e));
+    }
+    if (pid == 0) {
+        close(sync_pipe[1]);
+        al_init_main(&plan, sync_pipe[0]);
+    }
+    close(sync_pipe[0]);
+    write_id_maps(pid, idmap);
+    if (al_write_all(sync_pipe[1], "g", 1) != 1) al_fail("clone", errno, "cannot release PID 1");
+    close(sync_pipe[1]);
+    al_status("pid1 %d", (int)pid);
+
+    int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0) { kill(pid, SIGKILL); al_fail("signals", errno, "signalfd"); }
+
+    int timed_out = 0, lifeline = AL_LIFELINE_FD;
+    for (;;) {
+        int timeout = -1;
+        if (wall_ms) {
+            uint64_t elapsed = now_ms() - start;
+            if (elapsed >= wall_ms) {
+                if (!timed_out) {
+                    timed_out = 1;
+                    al_status("timeout %llu", (unsigned long long)wall_ms);
+                    kill(pid, SIGKILL); /* PID 1 dies; the kernel kills every process of its namespace */
+                }
+                timeout = -1;
+            } else {
+                timeout = (int)(wall_ms - elapsed);
+            }
+        }
+        struct pollfd fds[2] = {{.fd = sfd, .events = POLLIN}, {.fd = lifeline, .events = POLLIN}};
+        int n = poll(fds, 2, timeout);
+        if (n < 0 && errno != EINTR) { kill(pid, SIGKILL); al_fail("supervise", errno, "poll"); }
+        if (n > 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+            /* The airlock process is gone: nobody supervises this sandbox any more. */
+            kill(pid, SIGKILL);
+            close(lifeline);
+            lifeline = -1;
+            al_status("lifeline");
+        }
+        if (n > 0 && (fds[0].revents & POLLIN)) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                if (si.ssi_signo == SIGCHLD) continue;
+                kill(pid, (int)si.ssi_signo);
+            }
+        }
+        int status;
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid) {
+            if (WIFEXITED(status)) {
+                al_status("pid1-exit %d", WEXITSTATUS(status));
+                return WEXITSTATUS(status);
+            }
+            int sig = WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL;
+            al_status("pid1-signal %d", sig);
+            return 128 + sig;
+        }
+    }
+}
+#endif

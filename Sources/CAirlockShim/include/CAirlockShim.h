@@ -1,0 +1,35 @@
+/*
+ * CAirlockShim: the only C in Airlock. It holds what Swift cannot do safely or
+ * cannot reach through the Glibc module:
+ *  - the sandbox helper (helper.c, init.c, mounts.c, landlock.c, plan.c), a
+ *    single-threaded program that enters namespaces and execs the command;
+ *  - thin wrappers for Linux calls the Glibc module hides behind _GNU_SOURCE.
+ * Every name is prefixed `airlock_` (Swift-facing) or `al_` (helper-internal).
+ */
+#ifndef CAIRLOCK_SHIM_H
+#define CAIRLOCK_SHIM_H
+#if defined(__linux__)
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define AIRLOCK_O_PATH 010000000
+
+/* memfd_create(name, MFD_CLOEXEC) */
+int airlock_memfd(const char *name);
+/* pipe2(fds, O_CLOEXEC) */
+int airlock_pipe_cloexec(int fds[2]);
+/* signalfd(-1, mask, SFD_CLOEXEC) */
+int airlock_signalfd(const sigset_t *mask);
+/* Reads one signalfd_siginfo; returns the signal number, 0 if none, -1 on error. */
+int airlock_signalfd_read(int fd);
+/* getrandom(buf, len, 0), retrying short reads and EINTR; 0 on success. */
+int airlock_random(void *buf, size_t len);
+
+/* Entry point of the airlock-sandbox executable. */
+int al_helper_main(int argc, char **argv);
+
+#endif
+#endif

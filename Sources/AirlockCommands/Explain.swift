@@ -49,7 +49,8 @@ enum Explain {
             }
         }
         if let ws = spec.filesystem.workspace, !ws.readOnly {
-            line("  protected in /workspace (read-only; missing ones get a placeholder): \(ws.denyWrite.joined(separator: " "))")
+            line("  protected in /workspace when present (read-only): \(ws.denyWrite.joined(separator: " "))")
+            line("  protected even when missing (empty read-only placeholder directory): \(ws.placeholderEntries.joined(separator: " "))")
         }
         line("landlock:     \(spec.landlock.rawValue): " + landlock.joined(separator: ", "))
         line("seccomp:      profile \(spec.syscalls.rawValue), arch \(SeccompArch.native)")

@@ -80,6 +80,9 @@ struct RunCommand: ParsableCommand {
         let outcome: RunOutcome
         do { outcome = try runner.run(spec) } catch { throw fail(error) }
 
+        if hostEnv["AIRLOCK_TIMING"] == "1" {
+            for line in outcome.timeline.report { printError("airlock: timing: \(line)") }
+        }
         if let failure = outcome.execFailure { printError("airlock: \(failure)") }
         if let stop = outcome.stopReason {
             printError("airlock: stopped: \(stop.message)")

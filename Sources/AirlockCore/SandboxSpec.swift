@@ -159,7 +159,7 @@ public struct WorkspaceGrant: Sendable, Equatable, Codable {
     /// Files a planted copy of which would run code later on the host: shell start-up files,
     /// git hooks and configuration (`core.fsmonitor`, `core.hooksPath`, filters), editor and
     /// agent configuration that executes commands, direnv, package-manager rc files.
-    /// A path ending in `/` is a directory.
+    /// A path ending in `/` is a directory. Every entry that exists is re-bound read-only.
     public static let mandatoryDeny = [
         ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile", ".zshrc", ".zshenv",
         ".zprofile", ".zlogin", ".zlogout", ".cshrc", ".tcshrc", ".login", ".kshrc", ".inputrc",
@@ -168,6 +168,24 @@ public struct WorkspaceGrant: Sendable, Equatable, Codable {
         ".vscode/", ".idea/", ".devcontainer/", ".claude/", ".mcp.json", ".cursor/",
         ".config/autostart/", ".config/git/", ".config/fish/", ".local/bin/",
     ]
+
+    /// Entries that tools run code from *in a project directory* (git, editors, dev
+    /// containers, coding agents, direnv, npm/yarn). When one is missing, the runner
+    /// creates an empty placeholder directory for it (git does not see empty
+    /// directories) and binds that read-only, so the sandbox cannot plant it either;
+    /// the placeholder is removed after the run. Shell start-up files and the like only
+    /// matter in a home directory, which can never be a workspace, so they are protected
+    /// when present and not pre-created.
+    public static let protectEvenIfMissing: Set<String> = [
+        ".git/config", ".git/hooks/", ".envrc", ".npmrc", ".yarnrc", ".yarnrc.yml",
+        ".vscode/", ".idea/", ".devcontainer/", ".claude/", ".mcp.json", ".cursor/",
+    ]
+
+    /// The entries the runner must pre-create when missing: the built-in set plus every
+    /// entry a profile added to `deny`.
+    public var placeholderEntries: [String] {
+        denyWrite.filter { Self.protectEvenIfMissing.contains($0) || !Self.mandatoryDeny.contains($0) }
+    }
 }
 
 public struct MountGrant: Sendable, Equatable, Codable {

@@ -68,6 +68,7 @@ int al_helper_main(int argc, char **argv) {
     (void)setsid();
 
     struct al_plan plan;
+    al_status("helper");
     if (al_plan_read(AL_PLAN_FD, &plan) < 0) al_fail("plan", errno, "cannot read the sandbox plan");
     close(AL_PLAN_FD);
 
@@ -92,6 +93,7 @@ int al_helper_main(int argc, char **argv) {
         free(p);
     }
 
+    al_status("joined");
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);
@@ -112,6 +114,7 @@ int al_helper_main(int argc, char **argv) {
                 strerror(e));
     }
     if (pid == 0) {
+        al_status("cloned");
         close(sync_pipe[1]);
         al_init_main(&plan, sync_pipe[0]);
     }

@@ -162,11 +162,13 @@ void al_init_main(const struct al_plan *plan, int sync_fd) {
     if (al_read_all(sync_fd, &go, 1) != 1) _exit(AL_EXIT_SETUP); /* helper failed; it reported why */
     close(sync_fd);
 
+    al_status("init");
     const char *hostname = plan_string(plan, AL_HOSTNAME);
     if (hostname && sethostname(hostname, strlen(hostname)) < 0) al_fail("hostname", errno, "sethostname");
     bring_up_loopback();
     al_build_root(plan);
 
+    al_status("root-built");
     const char *cwd = plan_string(plan, AL_CWD);
     char **argv = collect(plan, AL_ARG);
     char **envp = collect(plan, AL_ENV);

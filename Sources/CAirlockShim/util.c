@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 ssize_t al_read_all(int fd, void *buf, size_t len) {
@@ -42,6 +43,12 @@ void al_status(const char *fmt, ...) {
     int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
     va_end(ap);
     if (n < 0) return;
+    if ((size_t)n < sizeof(line) - 40) {
+        /* every line ends with " @<CLOCK_MONOTONIC ns>" so airlock can say where the time goes */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        n += snprintf(line + n, sizeof(line) - (size_t)n, " @%lld", (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+    }
     if ((size_t)n > sizeof(line) - 2) n = (int)sizeof(line) - 2;
     for (int i = 0; i < n; i++)
         if (line[i] == '\n') line[i] = ' ';

@@ -127,25 +127,33 @@ struct IsolationTests {
             try f.write(".git/config", "[core]\n")
             try f.write(".git/hooks/README", "hooks")
             try f.write("src/main.py", "print(1)")
+            try f.write(".bashrc", "# mine\n")
             let r = try f.sh("""
                 echo '[core] fsmonitor = evil' >> .git/config 2>/dev/null && echo WROTE-config
                 echo 'evil' > .git/hooks/post-checkout 2>/dev/null && echo WROTE-hook
-                echo 'evil' > .bashrc 2>/dev/null && echo WROTE-bashrc
+                echo 'evil' >> .bashrc 2>/dev/null && echo WROTE-bashrc
                 echo 'evil' > .envrc 2>/dev/null && echo WROTE-envrc
+                echo '{}' > .mcp.json 2>/dev/null && echo WROTE-mcp
                 mkdir -p .vscode 2>/dev/null; echo '{}' > .vscode/tasks.json 2>/dev/null && echo WROTE-vscode
+                mkdir -p .claude 2>/dev/null; echo '{}' > .claude/settings.json 2>/dev/null && echo WROTE-claude
+                rm -rf .vscode 2>/dev/null; mv .claude .claude2 2>/dev/null && echo MOVED-claude
                 rm -f .git/config 2>/dev/null; mv .git/hooks .git/h2 2>/dev/null && echo MOVED
                 echo ok > src/new.py && echo normal-write-ok
+                git status --porcelain 2>/dev/null | grep -E 'envrc|mcp|vscode|claude' && echo GIT-SEES-PLACEHOLDERS
+                true
                 """)
             #expect(r.status == 0, "\(r.stderr)")
             #expect(!r.stdout.contains("WROTE"), "\(r.stdout)")
             #expect(!r.stdout.contains("MOVED"))
             #expect(r.stdout.contains("normal-write-ok"))
             #expect(f.read(".git/config") == "[core]\n")
+            #expect(!r.stdout.contains("GIT-SEES-PLACEHOLDERS"))
             #expect(!f.exists(".git/hooks/post-checkout"))
+            #expect(f.read(".bashrc") == "# mine\n")
             // placeholders for the missing entries are gone again
-            #expect(!f.exists(".bashrc"))
-            #expect(!f.exists(".envrc"))
-            #expect(!f.exists(".vscode"))
+            for gone in [".envrc", ".mcp.json", ".vscode", ".claude", ".claude2", ".cursor", ".idea", ".devcontainer"] {
+                #expect(!f.exists(gone), "\(gone) left in the workspace")
+            }
         }
     }
 

@@ -4,19 +4,18 @@ import Glibc
 import AirlockCore
 import CAirlockShim
 
-/// Mandatory-deny paths that do not exist yet would let the sandbox *create* them
-/// (plant a `.bashrc` or `.git/hooks/post-checkout`). For each missing entry the
-/// first missing component is created as an empty placeholder (a file, or a
-/// directory for intermediate components and entries ending in `/`), so it can be
-/// bound read-only; after the run every placeholder that is still empty and still
-/// the same inode is removed again.
+/// Protected paths that do not exist yet would let the sandbox *create* them
+/// (plant `.git/hooks/post-checkout` or `.vscode/tasks.json`). For each missing
+/// entry of `WorkspaceGrant.placeholderEntries` the first missing component is
+/// created as an empty *directory* (invisible to git, and a directory where a file
+/// is expected still blocks the file), so it can be bound read-only; after the run
+/// every placeholder that is still an empty directory with the same inode is removed.
 ///
 /// Every step walks the workspace with `openat(O_NOFOLLOW)`: a symlink planted in
 /// the workspace can never redirect a creation or a removal outside it.
 public struct DenyPlaceholders: Sendable {
     struct Placeholder: Sendable {
         var relativePath: String
-        var isDirectory: Bool
         var device: UInt64
         var inode: UInt64
     }
@@ -32,7 +31,6 @@ public struct DenyPlaceholders: Sendable {
         guard root >= 0 else { throw systemError("open", errno, "cannot open the workspace \(workspace)") }
         defer { close(root) }
         for entry in entries {
-            let isDirEntry = entry.hasSuffix("/")
             let parts = entry.split(separator: "/").map(String.init)
             guard !parts.isEmpty, !parts.contains(".."), !parts.contains(".") else { continue }
             var dirfd = dup(root)
@@ -52,22 +50,12 @@ public struct DenyPlaceholders: Sendable {
                     continue
                 }
                 guard errno == ENOENT else { break }
-                let makeDir = !last || isDirEntry
-                if makeDir {
-                    guard mkdirat(dirfd, part, 0o755) == 0 else {
-                        throw systemError("mkdirat", errno, "cannot create a placeholder for protected path \(prefix.joined(separator: "/"))")
-                    }
-                } else {
-                    let fd = openat(dirfd, part, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
-                    guard fd >= 0 else {
-                        throw systemError("openat", errno, "cannot create a placeholder for protected path \(prefix.joined(separator: "/"))")
-                    }
-                    close(fd)
+                guard mkdirat(dirfd, part, 0o555) == 0 else {
+                    throw systemError("mkdirat", errno, "cannot create a placeholder for protected path \(prefix.joined(separator: "/"))")
                 }
                 guard fstatat(dirfd, part, &st, AT_SYMLINK_NOFOLLOW) == 0 else { break }
                 result.created.append(
-                    Placeholder(relativePath: prefix.joined(separator: "/"), isDirectory: makeDir,
-                                device: UInt64(st.st_dev), inode: UInt64(st.st_ino)))
+                    Placeholder(relativePath: prefix.joined(separator: "/"), device: UInt64(st.st_dev), inode: UInt64(st.st_ino)))
                 break
             }
         }
@@ -94,14 +82,8 @@ public struct DenyPlaceholders: Sendable {
             guard ok, let name = parts.last else { left.append(p.relativePath); continue }
             var st = stat()
             if fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0, UInt64(st.st_ino) == p.inode, UInt64(st.st_dev) == p.device {
-                let isEmptyFile = !p.isDirectory && st.st_mode & S_IFMT == S_IFREG && st.st_size == 0
-                if p.isDirectory {
-                    if unlinkat(dirfd, name, AT_REMOVEDIR) != 0 { left.append(p.relativePath) }
-                } else if isEmptyFile {
-                    if unlinkat(dirfd, name, 0) != 0 { left.append(p.relativePath) }
-                } else {
-                    left.append(p.relativePath)
-                }
+                // rmdir fails on a non-empty directory: whatever is inside stays, and is reported.
+                if unlinkat(dirfd, name, AT_REMOVEDIR) != 0 { left.append(p.relativePath) }
             }
             close(dirfd)
         }

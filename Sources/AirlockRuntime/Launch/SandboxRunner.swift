@@ -57,6 +57,29 @@ public struct RunOutcome: Sendable {
     public var elapsed: Duration
     /// Set when the command could not be executed (not found, not executable).
     public var execFailure: String?
+    /// Where the time went, up to the helper being reaped (teardown follows).
+    public var timeline: Timing
+}
+
+/// Monotonic marks of a run's phases: airlock's own and the helper's (same clock).
+public struct Timing: Sendable {
+    public var marks: [(String, UInt64)]
+
+    public static func now() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    /// `phase: +0.123 ms` lines, each the time since the previous mark.
+    public var report: [String] {
+        guard var prev = marks.first?.1 else { return [] }
+        return marks.map { name, t in
+            defer { prev = t }
+            let us = Double(t &- prev) / 1000
+            return "\(name): +\((us * 10).rounded() / 10) µs"
+        }
+    }
 }
 
 /// Runs one `SandboxSpec` in the namespace runtime: cgroups, placeholders, plan,
@@ -101,6 +124,7 @@ public struct SandboxRunner: Sendable {
     public func run(_ spec: SandboxSpec, instance: String = SandboxRunner.newInstanceID()) throws(AirlockError) -> RunOutcome {
         try Self.validate(spec)
         let started = ContinuousClock.now
+        var marks: [(String, UInt64)] = [("airlock", Timing.now())]
         var warnings: [String] = []
         func warn(_ w: String) {
             warnings.append(w)
@@ -124,6 +148,7 @@ public struct SandboxRunner: Sendable {
                 warn("memory, cpu and process limits are NOT enforced: \(reason)")
             }
         }
+        marks.append(("cgroup", Timing.now()))
         defer {
             if let cgroup {
                 do { try cgroup.destroy() } catch { warn("cgroup not removed: \(error.message)") }
@@ -133,7 +158,7 @@ public struct SandboxRunner: Sendable {
         // Placeholders for protected paths that do not exist yet.
         var placeholders: DenyPlaceholders?
         if let ws = spec.filesystem.workspace, !ws.readOnly {
-            placeholders = try DenyPlaceholders.create(workspace: ws.hostPath, entries: ws.denyWrite)
+            placeholders = try DenyPlaceholders.create(workspace: ws.hostPath, entries: ws.placeholderEntries)
         }
         defer {
             if let left = placeholders?.remove(), !left.isEmpty {
@@ -141,16 +166,20 @@ public struct SandboxRunner: Sendable {
             }
         }
 
+        marks.append(("placeholders", Timing.now()))
         let seccomp = try SeccompCompiler.compile(profile: spec.syscalls, arch: .native)
         let builder = PlanBuilder(host: .live, seccomp: seccomp, cgroupProcs: cgroup?.procsFiles ?? [])
         let plan = try PlanEncoder.encode(try builder.records(for: spec))
 
         events.emit(AuditEvent(type: "sandbox.created", instance: instance, attributes: SpecAttributes.of(spec, cgroup: cgroupHost.version?.rawValue)))
 
+        marks.append(("plan", Timing.now()))
         let process = try HelperProcess.spawn(helper: helper, plan: plan)
         var session = StatusSession()
         process.supervise { line in session.consume(line) }
         let helperStatus = process.wait()
+        marks.append(contentsOf: session.marks)
+        marks.append(("reaped", Timing.now()))
 
         for w in session.warnings { warn(w) }
         if let (stage, code, message) = session.setupError {
@@ -210,7 +239,8 @@ public struct SandboxRunner: Sendable {
         }
         return RunOutcome(
             instance: instance, status: status, stopReason: stop, warnings: warnings, usage: usage,
-            landlockABI: session.landlockABI, elapsed: elapsed, execFailure: execFailure)
+            landlockABI: session.landlockABI, elapsed: elapsed, execFailure: execFailure,
+            timeline: Timing(marks: marks.sorted { $0.1 < $1.1 }))
     }
 }
 
@@ -226,8 +256,20 @@ struct StatusSession {
     var setupError: (String, Int32, String)?
     var execFailure: (Int32, String)?
 
-    mutating func consume(_ line: Substring) {
+    /// Monotonic time (ns) of each status word, from the helper's " @<ns>" suffix.
+    var marks: [(String, UInt64)] = []
+
+    mutating func consume(_ raw: Substring) {
+        var line = raw
+        var stamp: UInt64?
+        if let at = raw.lastIndex(of: "@"), at > raw.startIndex, raw[raw.index(before: at)] == " ",
+            let t = UInt64(raw[raw.index(after: at)...])
+        {
+            stamp = t
+            line = raw[..<raw.index(before: at)]
+        }
         let parts = line.split(separator: " ", maxSplits: 1).map(String.init)
+        if let stamp, let w = parts.first { marks.append((w, stamp)) }
         guard let word = parts.first else { return }
         let rest = parts.count > 1 ? parts[1] : ""
         switch word {

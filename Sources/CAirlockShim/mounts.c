@@ -133,6 +133,12 @@ static void op_deny(const struct al_record *r) {
             al_fail("deny", e, "protected workspace path %s is or passes through a symlink or mount; refusing to run (remove it or fix the link)", rel);
         al_fail("deny", e, "resolve protected workspace path %s", rel);
     }
+    struct stat st;
+    if (fstat(t, &st) < 0) al_fail("deny", errno, "stat protected workspace path %s", rel);
+    if (S_ISLNK(st.st_mode))
+        al_fail("deny", ELOOP,
+                "protected workspace path %s is a symlink; its target could be rewritten from inside the sandbox, "
+                "so airlock refuses to run (replace the link with the file it points to, or remove it)", rel);
     int tree = sys_open_tree(t, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
     if (tree < 0) al_fail("deny", errno, "copy %s", rel);
     struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};

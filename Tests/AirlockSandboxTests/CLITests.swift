@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-@Suite("cli", .serialized)
+extension SandboxSuite {
+@Suite("cli")
 struct CLITests {
     @Test func profilesListsBuiltins() throws {
         try Fixture.with { f in
@@ -87,4 +88,5 @@ struct CLITests {
             #expect(stat(f.path("out.txt"), &st) == 0 && st.st_uid == 65534, "files are owned by the calling user")
         }
     }
+}
 }

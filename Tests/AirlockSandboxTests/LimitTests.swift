@@ -2,7 +2,8 @@ import Foundation
 import Testing
 
 /// Resource attacks, each contained and reported, with the host unchanged after.
-@Suite("limits", .serialized)
+extension SandboxSuite {
+@Suite("limits")
 struct LimitTests {
     @Test func wallClockLimitKillsAndReports() throws {
         try Fixture.with { f in
@@ -80,4 +81,5 @@ struct LimitTests {
             #expect(cpu > 200_000_000, "cpu time \(cpu) ns: the spin did not run")
         }
     }
+}
 }

@@ -1,6 +1,11 @@
 import Foundation
 import Testing
 
+/// Every sandbox test runs serially: each checks that the host is unchanged
+/// afterwards, which only means something when no other sandbox runs meanwhile.
+@Suite("sandbox", .serialized)
+enum SandboxSuite {}
+
 /// Runs the real `airlock` binary (built next to this test bundle) and checks,
 /// after every run, that the host is as it was: no new mount, no leftover
 /// cgroup, no process of the sandbox, no new entry in /tmp.
@@ -111,7 +116,8 @@ final class Fixture {
     func assertHostUnchanged(sourceLocation: SourceLocation = #_sourceLocation) {
         let after = HostSnapshot.take()
         #expect(after.mounts == hostBefore.mounts, "mount table changed", sourceLocation: sourceLocation)
-        #expect(after.airlockCgroups.isEmpty, "cgroups left behind: \(after.airlockCgroups)", sourceLocation: sourceLocation)
+        let newGroups = Set(after.airlockCgroups).subtracting(hostBefore.airlockCgroups)
+        #expect(newGroups.isEmpty, "cgroups left behind: \(newGroups)", sourceLocation: sourceLocation)
         let newTmp = after.tmpEntries.subtracting(hostBefore.tmpEntries).filter { !$0.hasPrefix("airlock-test-") }
         #expect(newTmp.isEmpty, "new entries in /tmp: \(newTmp)", sourceLocation: sourceLocation)
         #expect(after.sandboxProcesses.isEmpty, "sandbox processes left: \(after.sandboxProcesses)", sourceLocation: sourceLocation)

@@ -42,6 +42,8 @@ public struct DenyPlaceholders: Sendable {
                 var st = stat()
                 if fstatat(dirfd, part, &st, AT_SYMLINK_NOFOLLOW) == 0 {
                     if last { break }
+                    // Inside a placeholder made for an earlier entry: already covered by it.
+                    if result.created.contains(where: { $0.device == UInt64(st.st_dev) && $0.inode == UInt64(st.st_ino) }) { break }
                     guard st.st_mode & S_IFMT == S_IFDIR else { break }  // a file where a dir is expected: nothing below can be created
                     let next = openat(dirfd, part, AIRLOCK_O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                     guard next >= 0 else { break }
@@ -50,7 +52,7 @@ public struct DenyPlaceholders: Sendable {
                     continue
                 }
                 guard errno == ENOENT else { break }
-                guard mkdirat(dirfd, part, 0o555) == 0 else {
+                guard mkdirat(dirfd, part, 0o755) == 0 else {
                     throw systemError("mkdirat", errno, "cannot create a placeholder for protected path \(prefix.joined(separator: "/"))")
                 }
                 guard fstatat(dirfd, part, &st, AT_SYMLINK_NOFOLLOW) == 0 else { break }

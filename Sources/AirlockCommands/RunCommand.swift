@@ -59,9 +59,11 @@ struct RunCommand: ParsableCommand {
     var command: [String] = []
 
     func run() throws {
+        var marks: [(String, UInt64)] = [("cli", Timing.now())]
         let hostEnv = HostEnvironment.current()
         let spec: SandboxSpec
         do { spec = try resolve(hostEnvironment: hostEnv) } catch { throw fail(error) }
+        marks.append(("resolved", Timing.now()))
 
         if explain {
             do { print(try Explain.render(spec)) } catch { throw fail(error) }
@@ -78,7 +80,7 @@ struct RunCommand: ParsableCommand {
             printError("airlock: warning: \(warning)")
         }
         let outcome: RunOutcome
-        do { outcome = try runner.run(spec) } catch { throw fail(error) }
+        do { outcome = try runner.run(spec, marks: marks) } catch { throw fail(error) }
 
         if hostEnv["AIRLOCK_TIMING"] == "1" {
             for line in outcome.timeline.report { printError("airlock: timing: \(line)") }

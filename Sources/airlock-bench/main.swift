@@ -1,1 +1,183 @@
-print("bench")
+// airlock-bench: Airlock side by side with its peers on this machine.
+//
+//   swift build -c release --static-swift-stdlib && .build/release/airlock-bench sandbox [--runs N]
+//
+// `sandbox` runs `airlock run -- /bin/true` (default profile: every namespace, cgroup
+// limits, seccomp, Landlock), `bwrap --unshare-all --ro-bind / / /bin/true` and
+// `unshare -Urmpfn --mount-proc /bin/true`, alternating, and prints median, p95 and
+// the ratio to bwrap; then where airlock's time goes, phase by phase, from the
+// monotonic stamps the helper writes (AIRLOCK_TIMING=1). Absolute times on a noisy
+// machine mean little: read the ratios.
+import AirlockCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Command {
+    var name: String
+    var argv: [String]
+    var environment: [String] = ["PATH=/usr/bin:/bin"]
+}
+
+func now() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// Spawns argv with stdout/stderr to /dev/null (or stderr to `stderrFD`), waits, returns (ns, status).
+func timed(_ c: Command, stderrFD: Int32? = nil) -> (UInt64, Int32) {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    if let fd = stderrFD { posix_spawn_file_actions_adddup2(&actions, fd, 2) } else {
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    }
+    let argv = c.argv.map { strdup($0) } + [nil]
+    let envp = c.environment.map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
+    var pid: pid_t = 0
+    let start = now()
+    guard posix_spawn(&pid, c.argv[0], &actions, nil, argv, envp) == 0 else { return (0, -1) }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    return (now() - start, status)
+}
+
+func percentile(_ xs: [UInt64], _ p: Double) -> Double {
+    let s = xs.sorted()
+    guard !s.isEmpty else { return .nan }
+    let idx = min(s.count - 1, Int((Double(s.count - 1) * p).rounded()))
+    return Double(s[idx]) / 1e6
+}
+
+func fmt(_ v: Double, _ digits: Int = 2) -> String {
+    let m = pow(10, Double(digits))
+    let r = (v * m).rounded() / m
+    var s = String(r)
+    if let dot = s.firstIndex(of: ".") {
+        let decimals = s.distance(from: dot, to: s.endIndex) - 1
+        if decimals < digits { s += String(repeating: "0", count: digits - decimals) }
+    } else { s += "." + String(repeating: "0", count: digits) }
+    return s
+}
+
+func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
+
+func which(_ name: String) -> String? {
+    for dir in ["/usr/bin", "/bin", "/usr/local/bin", "/usr/sbin"] where access(dir + "/" + name, X_OK) == 0 {
+        return dir + "/" + name
+    }
+    return nil
+}
+
+func selfDirectory() -> String {
+    var buf = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+    let path = n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "."
+    return String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
+}
+
+func sandboxBenchmark(runs: Int) -> Int32 {
+    let airlock = selfDirectory() + "/airlock"
+    guard access(airlock, X_OK) == 0 else {
+        print("airlock-bench: \(airlock) not found; build with: swift build -c release --static-swift-stdlib")
+        return 2
+    }
+    // A scratch workspace, like a user's project directory.
+    var template = Array("/var/tmp/airlock-bench-XXXXXX".utf8CString)
+    let made: String? = template.withUnsafeMutableBufferPointer { buf in
+        guard let base = buf.baseAddress, let p = mkdtemp(base) else { return nil }
+        return String(cString: p)
+    }
+    guard let ws = made else {
+        print("airlock-bench: cannot create a scratch workspace"); return 2
+    }
+    defer { rmdir(ws) }
+    var commands = [Command(name: "airlock run (default profile)", argv: [airlock, "run", "--workspace", ws, "--", "/bin/true"])]
+    if let bwrap = which("bwrap") {
+        commands.append(Command(name: "bwrap --unshare-all", argv: [bwrap, "--unshare-all", "--ro-bind", "/", "/", "/bin/true"]))
+    } else { print("note: bwrap not installed (apt-get install bubblewrap); no ratio") }
+    if let unshare = which("unshare") {
+        commands.append(Command(name: "unshare -Urmpfn --mount-proc", argv: [unshare, "-Urmpfn", "--mount-proc", "/bin/true"]))
+    }
+    for c in commands {
+        let (_, st) = timed(c)
+        if st != 0 { print("airlock-bench: \(c.argv.joined(separator: " ")) failed (status \(st))"); return 1 }
+        for _ in 0..<4 { _ = timed(c) }
+    }
+    var samples = Array(repeating: [UInt64](), count: commands.count)
+    for i in 0..<runs {
+        for k in 0..<commands.count {
+            let j = (i + k) % commands.count  // rotate the order so no command always runs first
+            samples[j].append(timed(commands[j]).0)
+        }
+    }
+    let base = commands.firstIndex { $0.name.hasPrefix("bwrap") }.map { percentile(samples[$0], 0.5) }
+    print("sandbox start-up and teardown of /bin/true, \(runs) alternating runs each")
+    print(pad("command", 32) + lpad("median ms", 11) + lpad("p95 ms", 9) + lpad("vs bwrap", 10))
+    for (k, c) in commands.enumerated() {
+        let med = percentile(samples[k], 0.5)
+        let ratio = base.map { fmt(med / $0) + "x" } ?? "-"
+        print(pad(c.name, 32) + lpad(fmt(med), 11) + lpad(fmt(percentile(samples[k], 0.95)), 9) + lpad(ratio, 10))
+    }
+
+    // Where airlock's time goes: medians of each phase over separate runs.
+    var phases: [String: [Double]] = [:]
+    var order: [String] = []
+    var timing = commands[0]
+    timing.environment.append("AIRLOCK_TIMING=1")
+    for _ in 0..<max(10, runs / 4) {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { break }
+        _ = timed(timing, stderrFD: fds[1])
+        close(fds[1])
+        var text: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 8192)
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            text.append(contentsOf: buf[0..<n])
+        }
+        close(fds[0])
+        for line in String(decoding: text, as: UTF8.self).split(separator: "\n") where line.hasPrefix("airlock: timing: ") {
+            let body = line.dropFirst("airlock: timing: ".count)
+            guard let colon = body.firstIndex(of: ":") else { continue }
+            let name = String(body[..<colon])
+            let value = body[body.index(after: colon)...].filter { "0123456789.".contains($0) }
+            guard let us = Double(value) else { continue }
+            if phases[name] == nil { order.append(name) }
+            phases[name, default: []].append(us)
+        }
+    }
+    print("\nwhere airlock's time goes (median µs since the previous mark, AIRLOCK_TIMING=1):")
+    let explain: [String: String] = [
+        "cgroup": "detect + create cgroups", "placeholders": "protected-path placeholders",
+        "plan": "seccomp compile + plan", "helper": "posix_spawn + exec of the C helper",
+        "joined": "helper joins the cgroups (v1: waits for an RCU grace period)",
+        "pid1": "clone into new namespaces + id maps", "cloned": "PID 1 running", "init": "PID 1 released",
+        "root-built": "mounts + pivot_root", "landlock": "drop privileges + Landlock",
+        "started": "rlimits, seccomp, fork + exec of the command", "exit": "command runs",
+        "pid1-exit": "namespace teardown", "reaped": "helper reaped",
+    ]
+    for name in order where name != "airlock" {
+        let xs = (phases[name] ?? []).sorted()
+        let med = xs.isEmpty ? 0 : xs[xs.count / 2]
+        print("  " + pad(name, 14) + lpad(fmt(med, 0), 8) + "  " + (explain[name] ?? ""))
+    }
+    return 0
+}
+
+let args = Array(CommandLine.arguments.dropFirst())
+var runs = 200
+if let i = args.firstIndex(of: "--runs"), i + 1 < args.count, let n = Int(args[i + 1]), n > 0 { runs = n }
+switch args.first {
+case "sandbox", nil:
+    exit(sandboxBenchmark(runs: runs))
+default:
+    print("usage: airlock-bench sandbox [--runs N]")
+    exit(2)
+}

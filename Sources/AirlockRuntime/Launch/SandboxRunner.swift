@@ -121,10 +121,33 @@ public struct SandboxRunner: Sendable {
         guard !spec.command.isEmpty else { throw AirlockError(.usage, "no command given: write it after `--`") }
     }
 
-    public func run(_ spec: SandboxSpec, instance: String = SandboxRunner.newInstanceID()) throws(AirlockError) -> RunOutcome {
+    /// Runs the spec. `marks` are earlier phases of the caller (e.g. the CLI's parsing) for the timeline.
+    public func run(
+        _ spec: SandboxSpec, instance: String = SandboxRunner.newInstanceID(), marks: [(String, UInt64)] = []
+    ) throws(AirlockError) -> RunOutcome {
+        let teardown = Teardown()
+        do {
+            var outcome = try run(spec, instance: instance, teardown: teardown)
+            outcome.timeline.marks.insert(contentsOf: marks, at: 0)
+            let warnings = teardown.run()
+            for w in warnings {
+                onWarning(w)
+                events.emit(AuditEvent(type: "sandbox.warning", instance: instance, attributes: [("airlock.warning", .string(w))]))
+            }
+            outcome.warnings.append(contentsOf: warnings)
+            outcome.timeline.marks.append(contentsOf: teardown.marks)
+            outcome.timeline.marks.append(("teardown", Timing.now()))
+            return outcome
+        } catch {
+            _ = teardown.run()
+            throw error
+        }
+    }
+
+    private func run(_ spec: SandboxSpec, instance: String, teardown: Teardown) throws(AirlockError) -> RunOutcome {
         try Self.validate(spec)
         let started = ContinuousClock.now
-        var marks: [(String, UInt64)] = [("airlock", Timing.now())]
+        var marks: [(String, UInt64)] = [("runner", Timing.now())]
         var warnings: [String] = []
         func warn(_ w: String) {
             warnings.append(w)
@@ -149,20 +172,19 @@ public struct SandboxRunner: Sendable {
             }
         }
         marks.append(("cgroup", Timing.now()))
-        defer {
-            if let cgroup {
-                do { try cgroup.destroy() } catch { warn("cgroup not removed: \(error.message)") }
+        if let cgroup {
+            teardown.add("cgroup-removed") {
+                do { try cgroup.destroy() } catch { return "cgroup not removed: \(error)" }
+                return nil
             }
         }
 
         // Placeholders for protected paths that do not exist yet.
-        var placeholders: DenyPlaceholders?
         if let ws = spec.filesystem.workspace, !ws.readOnly {
-            placeholders = try DenyPlaceholders.create(workspace: ws.hostPath, entries: ws.placeholderEntries)
-        }
-        defer {
-            if let left = placeholders?.remove(), !left.isEmpty {
-                warn("placeholders left in the workspace (they were modified): \(left.joined(separator: ", "))")
+            let placeholders = try DenyPlaceholders.create(workspace: ws.hostPath, entries: ws.placeholderEntries)
+            teardown.add("placeholders-removed") {
+                let left = placeholders.remove()
+                return left.isEmpty ? nil : "placeholders left in the workspace (they were modified): \(left.joined(separator: ", "))"
             }
         }
 
@@ -241,6 +263,24 @@ public struct SandboxRunner: Sendable {
             instance: instance, status: status, stopReason: stop, warnings: warnings, usage: usage,
             landlockABI: session.landlockABI, elapsed: elapsed, execFailure: execFailure,
             timeline: Timing(marks: marks.sorted { $0.1 < $1.1 }))
+    }
+}
+
+/// Undo steps run in reverse order once the sandbox is gone, each timed; a step
+/// returns a warning when it could not finish.
+final class Teardown {
+    private var steps: [(String, () -> String?)] = []
+    private(set) var marks: [(String, UInt64)] = []
+
+    func add(_ name: String, _ step: @escaping () -> String?) { steps.append((name, step)) }
+
+    func run() -> [String] {
+        var warnings: [String] = []
+        while let (name, step) = steps.popLast() {
+            if let w = step() { warnings.append(w) }
+            marks.append((name, Timing.now()))
+        }
+        return warnings
     }
 }
 

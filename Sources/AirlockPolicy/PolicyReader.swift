@@ -523,7 +523,12 @@ struct PolicyReader {
     func position(_ node: Node) -> SourcePosition { SourcePosition(node.mark) }
 
     /// The resolved tag: `str` for quoted scalars; `int`, `bool`, `null`, … by the YAML 1.1 rules for plain ones.
-    func tagName(_ node: Node) -> Tag.Name { Tag.Name(rawValue: node.tag.rawValue) }
+    func tagName(_ node: Node) -> Tag.Name {
+        if case .scalar(let s) = node, s.style == .plain, node.tag.rawValue == Tag.Name.str.rawValue {
+            return PlainScalar.tag(of: s.string)
+        }
+        return Tag.Name(rawValue: node.tag.rawValue)
+    }
 
     mutating func error(_ node: Node, _ message: String) {
         error(at: position(node), message)

@@ -53,7 +53,7 @@ enum YAMLComposer {
         var work = text
         for attempt in 0...maximumDuplicateRepairs {
             do {
-                let parser = try Parser(yaml: work)
+                let parser = try Parser(yaml: work, resolver: .basic)
                 result.root = try parser.singleRoot()
                 result.parser = parser
                 return result

@@ -39,7 +39,10 @@ struct Airlock {
             p.arguments = args
         }
         p.currentDirectoryURL = URL(fileURLWithPath: cwd)
-        var env = ["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/root", "AIRLOCK_TEST_CANARY": Fixture.canary]
+        var env = [
+            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/root", "AIRLOCK_TEST_CANARY": Fixture.canary,
+            "TMPDIR": Fixture.tmpdir,
+        ]
         env.merge(environment) { $1 }
         p.environment = env
         let out = Pipe(), err = Pipe(), inp = Pipe()
@@ -70,6 +73,13 @@ struct Airlock {
 /// compared after it.
 final class Fixture {
     static let canary = "canary-\(UInt64.random(in: 1...UInt64.max))"
+    /// airlock's TMPDIR during the tests: it must still be empty after every run.
+    static let tmpdir: String = {
+        let dir = "/var/tmp/airlock-test-tmpdir-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        chmod(dir, 0o1777)
+        return dir
+    }()
 
     let workspace: String
     let hostBefore: HostSnapshot
@@ -118,8 +128,11 @@ final class Fixture {
         #expect(after.mounts == hostBefore.mounts, "mount table changed", sourceLocation: sourceLocation)
         let newGroups = Set(after.airlockCgroups).subtracting(hostBefore.airlockCgroups)
         #expect(newGroups.isEmpty, "cgroups left behind: \(newGroups)", sourceLocation: sourceLocation)
-        let newTmp = after.tmpEntries.subtracting(hostBefore.tmpEntries).filter { !$0.hasPrefix("airlock-test-") }
+        // SwiftPM (a concurrent `swift build`) makes TemporaryDirectory.* in /tmp; nothing else may appear.
+        let newTmp = after.tmpEntries.subtracting(hostBefore.tmpEntries).filter { !$0.hasPrefix("TemporaryDirectory.") }
         #expect(newTmp.isEmpty, "new entries in /tmp: \(newTmp)", sourceLocation: sourceLocation)
+        let leftInTmpdir = (try? FileManager.default.contentsOfDirectory(atPath: Fixture.tmpdir)) ?? []
+        #expect(leftInTmpdir.isEmpty, "left in airlock's TMPDIR: \(leftInTmpdir)", sourceLocation: sourceLocation)
         #expect(after.sandboxProcesses.isEmpty, "sandbox processes left: \(after.sandboxProcesses)", sourceLocation: sourceLocation)
     }
 }

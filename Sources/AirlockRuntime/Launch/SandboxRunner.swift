@@ -190,6 +190,7 @@ public struct SandboxRunner: Sendable {
 
         marks.append(("placeholders", Timing.now()))
         let seccomp = try SeccompCompiler.compile(profile: spec.syscalls, arch: .native)
+        marks.append(("seccomp", Timing.now()))
         let builder = PlanBuilder(host: .live, seccomp: seccomp, cgroupProcs: cgroup?.procsFiles ?? [])
         let plan = try PlanEncoder.encode(try builder.records(for: spec))
 

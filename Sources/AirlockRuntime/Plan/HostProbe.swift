@@ -14,11 +14,19 @@ public struct HostProbe: Sendable {
     }
 
     public var kind: @Sendable (String) -> Kind
+    /// The text of a small regular file (at most `limit` bytes, UTF-8, no NUL) and its
+    /// permission bits, or nil: lets the plan copy small `/etc` files instead of binding each.
+    public var smallText: @Sendable (_ path: String, _ limit: Int) -> (text: String, mode: UInt32)?
     public var euid: UInt32
     public var egid: UInt32
 
-    public init(kind: @escaping @Sendable (String) -> Kind, euid: UInt32, egid: UInt32) {
+    public init(
+        kind: @escaping @Sendable (String) -> Kind,
+        smallText: @escaping @Sendable (String, Int) -> (text: String, mode: UInt32)? = { _, _ in nil },
+        euid: UInt32, egid: UInt32
+    ) {
         self.kind = kind
+        self.smallText = smallText
         self.euid = euid
         self.egid = egid
     }
@@ -38,6 +46,25 @@ public struct HostProbe: Sendable {
                 return .symlink(target: String(decoding: bytes, as: UTF8.self))
             default: return .file
             }
+        }, smallText: { path, limit in
+            let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+            guard fd >= 0 else { return nil }
+            defer { close(fd) }
+            var st = stat()
+            guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_size <= limit else { return nil }
+            var buf = [UInt8](repeating: 0, count: Int(st.st_size))
+            var off = 0
+            while off < buf.count {
+                let n = buf.withUnsafeMutableBytes { b -> Int in
+                    guard let base = b.baseAddress else { return -1 }
+                    return read(fd, base + off, b.count - off)
+                }
+                if n < 0, errno == EINTR { continue }
+                guard n > 0 else { return nil }
+                off += n
+            }
+            guard !buf.contains(0), let text = String(validating: buf, as: UTF8.self) else { return nil }
+            return (text, UInt32(st.st_mode) & 0o644)
         }, euid: geteuid(), egid: getegid())
     }
 }

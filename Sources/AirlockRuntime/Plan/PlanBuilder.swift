@@ -41,6 +41,8 @@ public struct PlanBuilder: Sendable {
         "/proc/latency_stats", "/proc/kallsyms", "/proc/kmsg", "/proc/acpi", "/proc/scsi", "/proc/config.gz",
     ]
     static let devices = ["null", "zero", "full", "random", "urandom", "tty"]
+    /// `/etc` files up to this size are copied rather than bound.
+    static let copyLimit = 64 << 10
 
     public func records(for spec: SandboxSpec) throws(AirlockError) -> [PlanRecord] {
         var r: [PlanRecord] = []
@@ -75,6 +77,13 @@ public struct PlanBuilder: Sendable {
             case .symlink(let target) where !target.hasPrefix("/"):
                 // A relative link inside /etc: recreate it; its target is bound by its own entry, if allowed.
                 r.append(.symlink(target: target, path: path))
+            case .file:
+                // Small text files are copied into the (read-only) root: far cheaper than a bind each.
+                if let (text, mode) = host.smallText(path, Self.copyLimit) {
+                    r.append(.file(path, content: text, mode: mode))
+                } else {
+                    r.append(.bind(source: path, destination: path, flags: ro.union([.optional])))
+                }
             default:
                 r.append(.bind(source: path, destination: path, flags: ro.union([.recursive, .optional])))
             }

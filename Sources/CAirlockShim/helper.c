@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/sched.h>
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -93,6 +94,17 @@ int al_helper_main(int argc, char **argv) {
         free(p);
     }
 
+    /* cgroup v2: PID 1 is created directly inside its cgroup (CLONE_INTO_CGROUP),
+     * which avoids moving a task, the slow path of cgroup attachment. */
+    int cgroup_fd = -1;
+    for (size_t i = 0; i < plan.count; i++) {
+        if (plan.records[i].tag != AL_CGROUP_DIR) continue;
+        char *p = al_field_str(&plan.records[i], 0);
+        if (!p) al_fail("cgroup", EINVAL, "malformed cgroup record");
+        cgroup_fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (cgroup_fd < 0) al_fail("cgroup", errno, "cannot open cgroup %s", p);
+        free(p);
+    }
     al_status("joined");
     sigset_t mask;
     sigemptyset(&mask);
@@ -105,7 +117,26 @@ int al_helper_main(int argc, char **argv) {
     if (pipe2(sync_pipe, O_CLOEXEC) < 0) al_fail("clone", errno, "pipe2");
 
     uint64_t start = now_ms();
-    pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)ns_flags | SIGCHLD, NULL, NULL, NULL, NULL);
+    pid_t pid = -1;
+    if (cgroup_fd >= 0) {
+        struct clone_args args;
+        memset(&args, 0, sizeof(args));
+        args.flags = ns_flags | CLONE_INTO_CGROUP;
+        args.exit_signal = SIGCHLD;
+        args.cgroup = (uint64_t)cgroup_fd;
+        pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+        if (pid < 0 && (errno == ENOSYS || errno == E2BIG)) {
+            /* Kernel older than 5.7: join the cgroup ourselves, then clone. */
+            if (fchdir(cgroup_fd) < 0 || al_write_file("cgroup.procs", "0") < 0 || chdir("/") < 0)
+                al_fail("cgroup", errno, "cannot join the sandbox cgroup");
+            close(cgroup_fd);
+            cgroup_fd = -1;
+        } else if (pid < 0) {
+            al_fail("cgroup", errno, "cannot create PID 1 in the sandbox cgroup (clone3 CLONE_INTO_CGROUP)");
+        }
+    }
+    if (cgroup_fd < 0 && pid < 0)
+        pid = (pid_t)syscall(SYS_clone, (unsigned long)ns_flags | SIGCHLD, NULL, NULL, NULL, NULL);
     if (pid < 0) {
         int e = errno;
         al_fail("namespaces", e,
@@ -115,10 +146,12 @@ int al_helper_main(int argc, char **argv) {
     }
     if (pid == 0) {
         al_status("cloned");
+        if (cgroup_fd >= 0) close(cgroup_fd);
         close(sync_pipe[1]);
         al_init_main(&plan, sync_pipe[0]);
     }
     close(sync_pipe[0]);
+    if (cgroup_fd >= 0) close(cgroup_fd);
     write_id_maps(pid, idmap);
     if (al_write_all(sync_pipe[1], "g", 1) != 1) al_fail("clone", errno, "cannot release PID 1");
     close(sync_pipe[1]);

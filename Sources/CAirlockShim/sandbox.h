@@ -55,6 +55,7 @@ enum al_tag {
     AL_ARG = 22,         /* str */
     AL_CWD = 23,         /* str */
     AL_SUPPRESS_SETSID = 24, /* reserved */
+    AL_CGROUP_DIR = 25,  /* str: a cgroup v2 directory PID 1 is cloned into (clone3 CLONE_INTO_CGROUP) */
 };
 
 /* AL_BIND flags */

@@ -191,7 +191,14 @@ public struct SandboxRunner: Sendable {
         marks.append(("placeholders", Timing.now()))
         let seccomp = try SeccompCompiler.compile(profile: spec.syscalls, arch: .native)
         marks.append(("seccomp", Timing.now()))
-        let builder = PlanBuilder(host: .live, seccomp: seccomp, cgroupProcs: cgroup?.procsFiles ?? [])
+        var builder = PlanBuilder(host: .live, seccomp: seccomp, cgroupProcs: [])
+        if let cgroup {
+            if cgroup.version == .v2, let procs = cgroup.procsFiles.first, let slash = procs.lastIndex(of: "/") {
+                builder.cgroupDirectory = String(procs[..<slash])
+            } else {
+                builder.cgroupProcs = cgroup.procsFiles
+            }
+        }
         let plan = try PlanEncoder.encode(try builder.records(for: spec))
 
         events.emit(AuditEvent(type: "sandbox.created", instance: instance, attributes: SpecAttributes.of(spec, cgroup: cgroupHost.version?.rawValue)))

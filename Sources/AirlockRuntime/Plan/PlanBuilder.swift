@@ -21,13 +21,16 @@ public struct PlanBuilder: Sendable {
     public var host: HostProbe
     /// Compiled seccomp program (raw `sock_filter` bytes), or nil for none.
     public var seccomp: [UInt8]?
-    /// `cgroup.procs` files the helper joins before creating the namespaces.
+    /// cgroup v1: `cgroup.procs` files the helper joins before creating the namespaces.
     public var cgroupProcs: [String]
+    /// cgroup v2: the directory PID 1 is cloned into.
+    public var cgroupDirectory: String?
 
-    public init(host: HostProbe, seccomp: [UInt8]?, cgroupProcs: [String]) {
+    public init(host: HostProbe, seccomp: [UInt8]?, cgroupProcs: [String], cgroupDirectory: String? = nil) {
         self.host = host
         self.seccomp = seccomp
         self.cgroupProcs = cgroupProcs
+        self.cgroupDirectory = cgroupDirectory
     }
 
     public static let namespaceFlags: UInt64 =
@@ -49,6 +52,7 @@ public struct PlanBuilder: Sendable {
         r.append(.namespaces(Self.namespaceFlags))
         r.append(.idMap(insideUID: spec.user.uid, outsideUID: host.euid, insideGID: spec.user.gid, outsideGID: host.egid))
         for procs in cgroupProcs { r.append(.cgroupJoin(procs)) }
+        if let cgroupDirectory { r.append(.cgroupDirectory(cgroupDirectory)) }
         r.append(.hostname(spec.hostname))
         if let wall = spec.limits.wallClock { r.append(.wallClock(milliseconds: UInt64(max(1, wall.milliseconds)))) }
         r.append(.rootTmpfs(size: 1 << 20))

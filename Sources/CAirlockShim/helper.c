@@ -51,6 +51,31 @@ static void write_id_maps(pid_t pid, const struct al_record *map) {
     if (al_write_file(path, line) < 0) al_fail("idmap", errno, "cannot write gid map '%llu %llu 1'", (unsigned long long)in_gid, (unsigned long long)out_gid);
 }
 
+/* airlock died mid-run, so nobody else will tidy up: leave the v1 cgroups (a task
+ * keeps its cgroup busy) and remove the empty directories the plan lists, newest first. */
+static void cleanup_orphaned(const struct al_plan *plan) {
+    for (size_t i = 0; i < plan->count; i++) {
+        if (plan->records[i].tag != AL_CGROUP_JOIN) continue;
+        char *p = al_field_str(&plan->records[i], 0);
+        if (!p) continue;
+        /* <hierarchy>/airlock/airlock-<id>/cgroup.procs -> <hierarchy>/airlock/cgroup.procs */
+        char *slash = strrchr(p, '/');
+        if (slash) *slash = 0;
+        slash = strrchr(p, '/');
+        if (slash) {
+            strcpy(slash, "/cgroup.procs");
+            (void)al_write_file(p, "0");
+        }
+        free(p);
+    }
+    for (size_t i = plan->count; i-- > 0;) {
+        if (plan->records[i].tag != AL_CLEANUP_DIR) continue;
+        char *p = al_field_str(&plan->records[i], 0);
+        if (p) (void)rmdir(p);
+        free(p);
+    }
+}
+
 int al_helper_main(int argc, char **argv) {
     (void)argv;
     if (argc != 1) {
@@ -63,6 +88,10 @@ int al_helper_main(int argc, char **argv) {
     }
     fcntl(AL_STATUS_FD, F_SETFD, FD_CLOEXEC);
     fcntl(AL_LIFELINE_FD, F_SETFD, FD_CLOEXEC);
+
+    /* If airlock dies, writes to the status pipe must fail with EPIPE, not kill us:
+     * we still have a sandbox to take down and directories to remove. */
+    signal(SIGPIPE, SIG_IGN);
 
     /* A new session: the sandbox has no controlling terminal, so it cannot
      * inject keystrokes (TIOCSTI) into the caller's terminal. */
@@ -160,7 +189,7 @@ int al_helper_main(int argc, char **argv) {
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sfd < 0) { kill(pid, SIGKILL); al_fail("signals", errno, "signalfd"); }
 
-    int timed_out = 0, lifeline = AL_LIFELINE_FD;
+    int timed_out = 0, lifeline = AL_LIFELINE_FD, orphaned = 0;
     for (;;) {
         int timeout = -1;
         if (wall_ms) {
@@ -184,6 +213,7 @@ int al_helper_main(int argc, char **argv) {
             kill(pid, SIGKILL);
             close(lifeline);
             lifeline = -1;
+            orphaned = 1;
             al_status("lifeline");
         }
         if (n > 0 && (fds[0].revents & POLLIN)) {
@@ -196,6 +226,7 @@ int al_helper_main(int argc, char **argv) {
         int status;
         pid_t w = waitpid(pid, &status, WNOHANG);
         if (w == pid) {
+            if (orphaned) cleanup_orphaned(&plan);
             if (WIFEXITED(status)) {
                 al_status("pid1-exit %d", WEXITSTATUS(status));
                 return WEXITSTATUS(status);

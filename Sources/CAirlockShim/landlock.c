@@ -91,7 +91,14 @@ void al_apply_landlock(const struct al_plan *plan) {
         }
         struct stat st;
         if (fstat(fd, &st) < 0) al_fail("landlock", errno, "stat %s", path);
-        uint64_t access = cls == AL_LL_READ ? read_rights : cls == AL_LL_WRITE ? write_rights : handled;
+        uint64_t access;
+        switch (cls) {
+        case AL_LL_READ: access = read_rights; break;
+        case AL_LL_WRITE: access = write_rights; break;
+        case AL_LL_DEVICE: access = handled; break;
+        case AL_LL_LIST: access = LL_READ_DIR; break;
+        default: al_fail("landlock", EINVAL, "unknown Landlock access class %llu for %s", (unsigned long long)cls, path);
+        }
         access &= handled;
         if (!S_ISDIR(st.st_mode)) access &= file_rights;
         struct ll_path_beneath_attr pb = {.allowed_access = access, .parent_fd = fd};

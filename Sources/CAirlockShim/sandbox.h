@@ -55,7 +55,8 @@ enum al_tag {
     AL_ARG = 22,         /* str */
     AL_CWD = 23,         /* str */
     AL_SUPPRESS_SETSID = 24, /* reserved */
-    AL_CGROUP_DIR = 25,  /* str: a cgroup v2 directory PID 1 is cloned into (clone3 CLONE_INTO_CGROUP) */
+    AL_CGROUP_DIR = 25,
+    AL_CLEANUP_DIR = 26, /* str: an empty host directory (cgroup, placeholder) the helper removes if airlock died */  /* str: a cgroup v2 directory PID 1 is cloned into (clone3 CLONE_INTO_CGROUP) */
 };
 
 /* AL_BIND flags */
@@ -71,6 +72,7 @@ enum al_tag {
 #define AL_LL_READ   1u  /* read files, list directories, execute */
 #define AL_LL_WRITE  2u  /* everything READ grants, plus create/remove/write/truncate */
 #define AL_LL_DEVICE 3u  /* WRITE plus device ioctls (for /dev) */
+#define AL_LL_LIST   4u  /* list directories only (for "/") */
 
 struct al_field {
     const uint8_t *data;

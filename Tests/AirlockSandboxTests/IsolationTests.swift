@@ -335,5 +335,36 @@ struct IsolationTests {
             #expect(String(decoding: buf, as: UTF8.self).contains("got-term"))
         }
     }
+
+    @Test func landlockFencesWhatTheMountsAllow() throws {
+        try Fixture.with { f in
+            // /proc/self/comm is writable by its owner as far as procfs and the mounts go;
+            // only Landlock (read-only rights on /proc) refuses it.
+            let r = try f.sh("echo renamed > /proc/self/comm && echo WROTE; cat /proc/self/comm; true")
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(!r.stdout.contains("WROTE"), "Landlock did not refuse a write the mounts allow: \(r.stdout)")
+        }
+    }
+
+    @Test func rlimitsAreApplied() throws {
+        try Fixture.with { f in
+            let r = try f.sh("ulimit -c; ulimit -n")
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stdout == "0\n4096\n")
+        }
+    }
+
+    @Test func initReapsOrphanedZombies() throws {
+        try Fixture.with { f in
+            // Ten orphans exit at once and are re-parented to PID 1, which must reap them.
+            let r = try f.sh("""
+                for i in 1 2 3 4 5 6 7 8 9 10; do ( sh -c 'exit 0' & ) ; done
+                sleep 0.5
+                grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l
+                """)
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "zombies left: \(r.stdout)")
+        }
+    }
 }
 }

@@ -163,7 +163,8 @@ struct HostSnapshot {
         var procs: [String] = []
         for e in (try? fm.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(e) != nil {
             guard let cmd = try? String(contentsOfFile: "/proc/\(e)/cmdline", encoding: .utf8) else { continue }
-            if cmd.contains("airlock-marker") || cmd.hasPrefix("airlock-sandbox") || cmd.contains("/airlock-sandbox") {
+            // Only this build's sandboxes (a colleague's experiment elsewhere is not our leak).
+            if cmd.contains("airlock-marker") || cmd.hasPrefix(Airlock.binDir.path + "/airlock-sandbox") {
                 procs.append("\(e): \(cmd.replacingOccurrences(of: "\0", with: " "))")
             }
         }

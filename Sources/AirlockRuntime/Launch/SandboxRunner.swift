@@ -180,8 +180,10 @@ public struct SandboxRunner: Sendable {
         }
 
         // Placeholders for protected paths that do not exist yet.
+        var cleanup = cgroup?.directories ?? []
         if let ws = spec.filesystem.workspace, !ws.readOnly {
             let placeholders = try DenyPlaceholders.create(workspace: ws.hostPath, entries: ws.placeholderEntries)
+            cleanup += placeholders.createdPaths.map { ws.hostPath + "/" + $0 }
             teardown.add("placeholders-removed") {
                 let left = placeholders.remove()
                 return left.isEmpty ? nil : "placeholders left in the workspace (they were modified): \(left.joined(separator: ", "))"
@@ -192,6 +194,7 @@ public struct SandboxRunner: Sendable {
         let seccomp = try SeccompCompiler.compile(profile: spec.syscalls, arch: .native)
         marks.append(("seccomp", Timing.now()))
         var builder = PlanBuilder(host: .live, seccomp: seccomp, cgroupProcs: [])
+        builder.cleanupDirectories = cleanup
         if let cgroup {
             if cgroup.version == .v2, let procs = cgroup.procsFiles.first, let slash = procs.lastIndex(of: "/") {
                 builder.cgroupDirectory = String(procs[..<slash])

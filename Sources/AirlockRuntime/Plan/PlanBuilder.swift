@@ -26,6 +26,9 @@ public struct PlanBuilder: Sendable {
     /// cgroup v2: the directory PID 1 is cloned into.
     public var cgroupDirectory: String?
 
+    /// Empty host directories (cgroups, placeholders) the helper removes if airlock dies mid-run.
+    public var cleanupDirectories: [String] = []
+
     public init(host: HostProbe, seccomp: [UInt8]?, cgroupProcs: [String], cgroupDirectory: String? = nil) {
         self.host = host
         self.seccomp = seccomp
@@ -53,6 +56,7 @@ public struct PlanBuilder: Sendable {
         r.append(.idMap(insideUID: spec.user.uid, outsideUID: host.euid, insideGID: spec.user.gid, outsideGID: host.egid))
         for procs in cgroupProcs { r.append(.cgroupJoin(procs)) }
         if let cgroupDirectory { r.append(.cgroupDirectory(cgroupDirectory)) }
+        for dir in cleanupDirectories { r.append(.cleanupDirectory(dir)) }
         r.append(.hostname(spec.hostname))
         if let wall = spec.limits.wallClock { r.append(.wallClock(milliseconds: UInt64(max(1, wall.milliseconds)))) }
         r.append(.rootTmpfs(size: 1 << 20))

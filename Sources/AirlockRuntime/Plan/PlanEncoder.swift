@@ -28,6 +28,8 @@ public enum PlanRecord: Equatable, Sendable {
     case workingDirectory(String)
     /// cgroup v2: PID 1 is cloned straight into this directory (CLONE_INTO_CGROUP).
     case cgroupDirectory(String)
+    /// An empty host directory the helper removes if airlock dies mid-run.
+    case cleanupDirectory(String)
 
     var tag: UInt32 {
         switch self {
@@ -55,6 +57,7 @@ public enum PlanRecord: Equatable, Sendable {
         case .argument: 22
         case .workingDirectory: 23
         case .cgroupDirectory: 25
+        case .cleanupDirectory: 26
         }
     }
 }
@@ -120,7 +123,9 @@ public enum PlanEncoder {
         case .landlockMode(let r): return [u64(r ? 1 : 0)]
         case .rlimit(let r, let s, let h): return [u64(UInt64(UInt32(bitPattern: r))), u64(s), u64(h)]
         case .seccomp(let bytes): return [bytes]
-        case .environment(let s), .argument(let s), .workingDirectory(let s), .cgroupDirectory(let s): return [try str(s)]
+        case .environment(let s), .argument(let s), .workingDirectory(let s), .cgroupDirectory(let s),
+            .cleanupDirectory(let s):
+            return [try str(s)]
         }
     }
 

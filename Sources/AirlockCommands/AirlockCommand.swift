@@ -17,6 +17,9 @@ public struct AirlockCommand: ParsableCommand {
         subcommands: [RunCommand.self, ProfilesCommand.self, PolicyCommand.self])
 
     public init() {}
+
+    /// Set by `main` before parsing, so AIRLOCK_TIMING can show start-up cost.
+    nonisolated(unsafe) public static var processStart: UInt64 = 0
 }
 
 /// Exit statuses of `airlock` itself (docs/cli.md).

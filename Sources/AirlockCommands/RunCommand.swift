@@ -59,7 +59,7 @@ struct RunCommand: ParsableCommand {
     var command: [String] = []
 
     func run() throws {
-        var marks: [(String, UInt64)] = [("cli", Timing.now())]
+        var marks: [(String, UInt64)] = [("main", AirlockCommand.processStart), ("cli", Timing.now())]
         let hostEnv = HostEnvironment.current()
         let spec: SandboxSpec
         do { spec = try resolve(hostEnvironment: hostEnv) } catch { throw fail(error) }

@@ -156,28 +156,31 @@ public struct WorkspaceGrant: Sendable, Equatable, Codable {
         self.denyWrite = denyWrite
     }
 
-    /// Files a planted copy of which would run code later on the host: shell start-up files,
-    /// git hooks and configuration (`core.fsmonitor`, `core.hooksPath`, filters), editor and
-    /// agent configuration that executes commands, direnv, package-manager rc files.
-    /// A path ending in `/` is a directory. Every entry that exists is re-bound read-only.
+    /// Top-level workspace entries a planted copy of which would run code later on the
+    /// host: git metadata (`core.fsmonitor`, hooks, `commondir`, …: the whole `.git` is
+    /// read-only, as in Codex's sandbox), shell start-up files, editor, dev-container and
+    /// coding-agent configuration that executes commands, direnv, npm/yarn rc files.
+    /// A name ending in `/` is a directory. Every entry that exists is bound read-only.
+    /// Entries are top-level only: a bind on a nested path could be sidestepped by
+    /// renaming its parent, but the workspace root is itself a mount and cannot be renamed.
     public static let mandatoryDeny = [
+        ".git", ".gitmodules", ".gitconfig", ".envrc", ".npmrc", ".yarnrc", ".yarnrc.yml", ".pypirc",
+        ".vscode/", ".idea/", ".devcontainer/", ".claude/", ".mcp.json", ".cursor/",
         ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile", ".zshrc", ".zshenv",
         ".zprofile", ".zlogin", ".zlogout", ".cshrc", ".tcshrc", ".login", ".kshrc", ".inputrc",
-        ".envrc", ".gitconfig", ".gitmodules", ".git/config", ".git/hooks/", ".git/info/",
-        ".npmrc", ".yarnrc", ".yarnrc.yml", ".pypirc", ".pip/", ".ssh/", ".gnupg/",
-        ".vscode/", ".idea/", ".devcontainer/", ".claude/", ".mcp.json", ".cursor/",
-        ".config/autostart/", ".config/git/", ".config/fish/", ".local/bin/",
+        ".ssh/", ".gnupg/", ".config/", ".local/",
     ]
 
     /// Entries that tools run code from *in a project directory* (git, editors, dev
     /// containers, coding agents, direnv, npm/yarn). When one is missing, the runner
     /// creates an empty placeholder directory for it (git does not see empty
-    /// directories) and binds that read-only, so the sandbox cannot plant it either;
-    /// the placeholder is removed after the run. Shell start-up files and the like only
-    /// matter in a home directory, which can never be a workspace, so they are protected
-    /// when present and not pre-created.
+    /// directories; a directory where a file is expected still blocks the file) and
+    /// binds that read-only, so the sandbox cannot plant it either; the last run using
+    /// the workspace removes the placeholders. Shell start-up files and the like only
+    /// matter in a home directory, which can never be a workspace, so they are
+    /// protected when present and not pre-created.
     public static let protectEvenIfMissing: Set<String> = [
-        ".git/config", ".git/hooks/", ".envrc", ".npmrc", ".yarnrc", ".yarnrc.yml",
+        ".git", ".envrc", ".npmrc", ".yarnrc", ".yarnrc.yml",
         ".vscode/", ".idea/", ".devcontainer/", ".claude/", ".mcp.json", ".cursor/",
     ]
 

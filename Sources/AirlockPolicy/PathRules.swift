@@ -105,7 +105,7 @@ public enum PathRules {
     /// A `filesystem.deny` entry: a workspace-relative path; a trailing `/` marks a directory.
     public static func denyEntryProblem(_ path: String) -> String? {
         let allowed =
-            "deny entries are workspace-relative paths such as '.env.local' or 'secrets/' (a trailing '/' marks a directory) without '.' or '..' components"
+            "deny entries are top-level names in the workspace such as '.env.local' or 'secrets/' (a trailing '/' marks a directory)"
         if path.isEmpty { return "deny entry is empty; \(allowed)" }
         if hasControlCharacter(path) { return "deny entry '\(path.escapedForMessage)' contains a control character; \(allowed)" }
         if path.utf8.first == slash { return "deny entry '\(path)' is absolute; \(allowed)" }
@@ -114,6 +114,9 @@ public enum PathRules {
         if parts.count > 1, parts.last == "" { parts.removeLast() }
         if parts.contains(where: { $0 == "." || $0 == ".." || $0.isEmpty }) {
             return "deny entry '\(path)' is not normalized; \(allowed)"
+        }
+        if parts.count > 1 {
+            return "deny entry '\(path)' is nested; protected paths must be top-level names in the workspace, because a read-only bind on a nested path can be sidestepped by renaming its parent: protect '\(parts[0])/' instead"
         }
         return nil
     }

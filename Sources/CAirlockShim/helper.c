@@ -5,6 +5,7 @@
  */
 #if defined(__linux__)
 #include "sandbox.h"
+#include "CAirlockShim.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +19,9 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
+#include <sys/file.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/sched.h>
@@ -52,8 +55,10 @@ static void write_id_maps(pid_t pid, const struct al_record *map) {
 }
 
 /* airlock died mid-run, so nobody else will tidy up: leave the v1 cgroups (a task
- * keeps its cgroup busy) and remove the empty directories the plan lists, newest first. */
-static void cleanup_orphaned(const struct al_plan *plan) {
+ * keeps its cgroup busy) and remove the cgroup directories the plan lists, newest
+ * first; if no other run holds the workspace, remove the placeholders, through the
+ * workspace fd, only those carrying airlock's xattr (never a path string). */
+static void cleanup_orphaned(const struct al_plan *plan, int have_workspace) {
     for (size_t i = 0; i < plan->count; i++) {
         if (plan->records[i].tag != AL_CGROUP_JOIN) continue;
         char *p = al_field_str(&plan->records[i], 0);
@@ -63,8 +68,10 @@ static void cleanup_orphaned(const struct al_plan *plan) {
         if (slash) *slash = 0;
         slash = strrchr(p, '/');
         if (slash) {
-            strcpy(slash, "/cgroup.procs");
-            (void)al_write_file(p, "0");
+            *slash = 0;
+            char parent[4096];
+            if ((size_t)snprintf(parent, sizeof(parent), "%s/cgroup.procs", p) < sizeof(parent))
+                (void)al_write_file(parent, "0");
         }
         free(p);
     }
@@ -74,6 +81,18 @@ static void cleanup_orphaned(const struct al_plan *plan) {
         if (p) (void)rmdir(p);
         free(p);
     }
+    if (!have_workspace || flock(AL_WORKSPACE_FD, LOCK_EX | LOCK_NB) != 0) return;
+    for (size_t i = 0; i < plan->count; i++) {
+        if (plan->records[i].tag != AL_PLACEHOLDER) continue;
+        char *name = al_field_str(&plan->records[i], 0);
+        if (!name || strchr(name, '/')) { free(name); continue; }
+        int fd = openat(AL_WORKSPACE_FD, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0) {
+            if (airlock_is_placeholder(fd)) (void)unlinkat(AL_WORKSPACE_FD, name, AT_REMOVEDIR);
+            close(fd);
+        }
+        free(name);
+    }
 }
 
 int al_helper_main(int argc, char **argv) {
@@ -82,9 +101,9 @@ int al_helper_main(int argc, char **argv) {
         fprintf(stderr, "airlock-sandbox is started by airlock; it is not meant to be run by hand\n");
         return 2;
     }
-    /* Nothing but fds 0-5 crosses into the sandbox. */
-    if (syscall(SYS_close_range, 6u, ~0u, CLOSE_RANGE_CLOEXEC) < 0) {
-        for (int fd = 6; fd < 1024; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    /* Nothing but fds 0-6 survives an exec (and 6 only as the workspace lock, below). */
+    if (syscall(SYS_close_range, 7u, ~0u, CLOSE_RANGE_CLOEXEC) < 0) {
+        for (int fd = 7; fd < 1024; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
     }
     fcntl(AL_STATUS_FD, F_SETFD, FD_CLOEXEC);
     fcntl(AL_LIFELINE_FD, F_SETFD, FD_CLOEXEC);
@@ -101,6 +120,10 @@ int al_helper_main(int argc, char **argv) {
     al_status("helper");
     if (al_plan_read(AL_PLAN_FD, &plan) < 0) al_fail("plan", errno, "cannot read the sandbox plan");
     close(AL_PLAN_FD);
+    int have_workspace = 0;
+    for (size_t i = 0; i < plan.count; i++) have_workspace |= plan.records[i].tag == AL_WORKSPACE_LOCK;
+    if (have_workspace) fcntl(AL_WORKSPACE_FD, F_SETFD, FD_CLOEXEC);
+    else close(AL_WORKSPACE_FD); /* whatever it is, it is not ours to pass on */
 
     uint64_t ns_flags = 0, wall_ms = 0;
     const struct al_record *idmap = NULL;
@@ -202,7 +225,8 @@ int al_helper_main(int argc, char **argv) {
                 }
                 timeout = -1;
             } else {
-                timeout = (int)(wall_ms - elapsed);
+                uint64_t left = wall_ms - elapsed;
+                timeout = left > INT32_MAX ? INT32_MAX : (int)left; /* poll again later for very long limits */
             }
         }
         struct pollfd fds[2] = {{.fd = sfd, .events = POLLIN}, {.fd = lifeline, .events = POLLIN}};
@@ -226,7 +250,7 @@ int al_helper_main(int argc, char **argv) {
         int status;
         pid_t w = waitpid(pid, &status, WNOHANG);
         if (w == pid) {
-            if (orphaned) cleanup_orphaned(&plan);
+            if (orphaned) cleanup_orphaned(&plan, have_workspace);
             if (WIFEXITED(status)) {
                 al_status("pid1-exit %d", WEXITSTATUS(status));
                 return WEXITSTATUS(status);

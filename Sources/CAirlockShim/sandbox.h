@@ -56,7 +56,9 @@ enum al_tag {
     AL_CWD = 23,         /* str */
     AL_SUPPRESS_SETSID = 24, /* reserved */
     AL_CGROUP_DIR = 25,
-    AL_CLEANUP_DIR = 26, /* str: an empty host directory (cgroup, placeholder) the helper removes if airlock died */  /* str: a cgroup v2 directory PID 1 is cloned into (clone3 CLONE_INTO_CGROUP) */
+    AL_CLEANUP_DIR = 26,
+    AL_PLACEHOLDER = 27, /* str: top-level workspace name that may be a placeholder (see helper.c) */
+    AL_WORKSPACE_LOCK = 28, /* no fields: fd 6 is the workspace directory, flock'ed shared */ /* str: an empty host directory (cgroup, placeholder) the helper removes if airlock died */  /* str: a cgroup v2 directory PID 1 is cloned into (clone3 CLONE_INTO_CGROUP) */
 };
 
 /* AL_BIND flags */
@@ -119,6 +121,7 @@ void al_init_main(const struct al_plan *plan, int sync_fd) __attribute__((noretu
 #define AL_STATUS_FD 4
 #define AL_PLAN_FD 3
 #define AL_LIFELINE_FD 5
+#define AL_WORKSPACE_FD 6
 
 /* exit status of the helper when the sandbox could not be built */
 #define AL_EXIT_SETUP 125

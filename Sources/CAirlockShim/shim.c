@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <string.h>
 #include <sys/signalfd.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 int airlock_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
@@ -32,4 +34,12 @@ int airlock_random(void *buf, size_t len) {
     }
     return 0;
 }
+#endif
+
+#if defined(__linux__)
+int airlock_mark_placeholder(int fd, const char *instance) {
+    return fsetxattr(fd, AIRLOCK_PLACEHOLDER_XATTR, instance, strlen(instance), 0);
+}
+
+int airlock_is_placeholder(int fd) { return fgetxattr(fd, AIRLOCK_PLACEHOLDER_XATTR, NULL, 0) > 0; }
 #endif

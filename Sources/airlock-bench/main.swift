@@ -96,8 +96,27 @@ func sandboxBenchmark(runs: Int) -> Int32 {
     guard let ws = made else {
         print("airlock-bench: cannot create a scratch workspace"); return 2
     }
-    defer { rmdir(ws) }
+    var rootlessDirectory: String?
+    defer {
+        rmdir(ws)
+        if let dir = rootlessDirectory { rmdir(dir) }
+    }
     var commands = [Command(name: "airlock run (default profile)", argv: [airlock, "run", "--workspace", ws, "--", "/bin/true"])]
+    // Rootless: the same sandbox without cgroup limits (v1 cannot be delegated), which
+    // isolates the cost of attaching to v1 cgroups on this host.
+    if getuid() == 0, let setpriv = which("setpriv") {
+        var rootlessWS = Array("/var/tmp/airlock-bench-rootless-XXXXXX".utf8CString)
+        let made: String? = rootlessWS.withUnsafeMutableBufferPointer { buf in
+            guard let base = buf.baseAddress, let p = mkdtemp(base) else { return nil }
+            return String(cString: p)
+        }
+        if let dir = made, chown(dir, 65534, 65534) == 0 {
+            rootlessDirectory = dir
+            commands.append(Command(
+                name: "airlock run, rootless (no cgroups)",
+                argv: [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--", airlock, "run", "--workspace", dir, "--", "/bin/true"]))
+        }
+    }
     if let bwrap = which("bwrap") {
         commands.append(Command(name: "bwrap --unshare-all", argv: [bwrap, "--unshare-all", "--ro-bind", "/", "/", "/bin/true"]))
     } else { print("note: bwrap not installed (apt-get install bubblewrap); no ratio") }
@@ -133,7 +152,9 @@ func sandboxBenchmark(runs: Int) -> Int32 {
     for _ in 0..<max(10, runs / 4) {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { break }
-        _ = timed(timing, stderrFD: fds[1])
+        let spawned = now()
+        let (total, _) = timed(timing, stderrFD: fds[1])
+        let waited = spawned + total
         close(fds[1])
         var text: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 8192)
@@ -143,14 +164,25 @@ func sandboxBenchmark(runs: Int) -> Int32 {
             text.append(contentsOf: buf[0..<n])
         }
         close(fds[0])
+        var first: UInt64?
+        var last: UInt64?
         for line in String(decoding: text, as: UTF8.self).split(separator: "\n") where line.hasPrefix("airlock: timing: ") {
             let body = line.dropFirst("airlock: timing: ".count)
-            guard let colon = body.firstIndex(of: ":") else { continue }
+            guard let colon = body.firstIndex(of: ":"), let at = body.lastIndex(of: "@") else { continue }
             let name = String(body[..<colon])
-            let value = body[body.index(after: colon)...].filter { "0123456789.".contains($0) }
-            guard let us = Double(value) else { continue }
+            let value = body[body.index(after: colon)..<at].filter { "0123456789.".contains($0) }
+            guard let us = Double(value), let stamp = UInt64(body[body.index(after: at)...]) else { continue }
+            if first == nil { first = stamp }
+            last = stamp
             if phases[name] == nil { order.append(name) }
             phases[name, default: []].append(us)
+        }
+        if let first, let last, first > spawned, waited > last {
+            // Before airlock's first instruction: fork/exec + dynamic start-up; after its last mark: exit.
+            if phases["exec+start"] == nil { order.insert("exec+start", at: 0) }
+            phases["exec+start", default: []].append(Double(first - spawned) / 1000)
+            if phases["airlock-exit"] == nil { order.append("airlock-exit") }
+            phases["airlock-exit", default: []].append(Double(waited - last) / 1000)
         }
     }
     print("\nwhere airlock's time goes (median µs since the previous mark, AIRLOCK_TIMING=1):")
@@ -162,6 +194,10 @@ func sandboxBenchmark(runs: Int) -> Int32 {
         "root-built": "mounts + pivot_root", "landlock": "drop privileges + Landlock",
         "started": "rlimits, seccomp, fork + exec of the command", "exit": "command runs",
         "pid1-exit": "namespace teardown", "reaped": "helper reaped",
+        "exec+start": "exec of airlock until its main()", "main": "", "cli": "argument parsing",
+        "resolved": "policy resolution", "runner": "", "seccomp": "seccomp compile",
+        "placeholders-removed": "placeholders removed", "cgroup-removed": "cgroups removed", "teardown": "",
+        "airlock-exit": "airlock exits",
     ]
     for name in order where name != "airlock" {
         let xs = (phases[name] ?? []).sorted()

@@ -39,11 +39,17 @@ import Testing
         #expect(PathRules.mountTargetProblem(path) != nil)
     }
 
+    @Test func nestedDenyEntriesAreRefusedWithTheReason() {
+        let problem = PathRules.denyEntryProblem("config/prod.yaml")
+        #expect(problem?.contains("renaming its parent") == true)
+        #expect(problem?.contains("'config/'") == true)
+    }
+
     @Test func denyEntries() {
-        for ok in [".env.local", "secrets/", "config/prod.yaml", ".git/hooks/"] {
+        for ok in [".env.local", "secrets/", ".git"] {
             #expect(PathRules.denyEntryProblem(ok) == nil, "\(ok)")
         }
-        for bad in ["", "/abs", "../x", "a/../b", "./a", "a//b", "a/./b", "//"] {
+        for bad in ["", "/abs", "../x", "a/../b", "./a", "a//b", "a/./b", "//", "config/prod.yaml", ".git/hooks/"] {
             #expect(PathRules.denyEntryProblem(bad) != nil, "\(bad)")
         }
     }

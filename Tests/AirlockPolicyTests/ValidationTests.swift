@@ -57,7 +57,7 @@ import Testing
         (3, 14, "runtime must be one of namespace, microvm, kubernetes; found 'docker'"),
         (4, 11, "user must be one of agent, root; found 'admin'"),
         (6, 18, "filesystem.workspace must be one of rw, ro, none; found 'rwx'"),
-        (7, 14, "deny entry '/abs' is absolute; deny entries are workspace-relative paths"),
+        (7, 14, "deny entry '/abs' is absolute; deny entries are top-level names in the workspace"),
         (7, 20, "deny entry 'a/../b' is not normalized"),
         (8, 13, "etc entry 'shadow' holds secrets"),
         (8, 21, "etc entry 'a/b' contains '/'; etc entries are single names directly under /etc"),

@@ -139,14 +139,19 @@ struct IsolationTests {
                 mkdir -p .claude 2>/dev/null; echo '{}' > .claude/settings.json 2>/dev/null && echo WROTE-claude
                 rm -rf .vscode 2>/dev/null; mv .claude .claude2 2>/dev/null && echo MOVED-claude
                 rm -f .git/config 2>/dev/null; mv .git/hooks .git/h2 2>/dev/null && echo MOVED
+                echo ../evil > .git/commondir 2>/dev/null && echo WROTE-commondir
+                mv .git .git.orig 2>/dev/null && echo MOVED-git
+                mkdir -p evil && printf '[core]\\n\\tfsmonitor = x\\n' > evil/config && echo evil-dir-ok
                 echo ok > src/new.py && echo normal-write-ok
                 git status --porcelain 2>/dev/null | grep -E 'envrc|mcp|vscode|claude' && echo GIT-SEES-PLACEHOLDERS
                 true
                 """)
             #expect(r.status == 0, "\(r.stderr)")
             #expect(!r.stdout.contains("WROTE"), "\(r.stdout)")
-            #expect(!r.stdout.contains("MOVED"))
+            #expect(!r.stdout.contains("MOVED"), "\(r.stdout)")
             #expect(r.stdout.contains("normal-write-ok"))
+            #expect(!f.exists(".git/commondir"))
+            #expect(!f.exists(".git.orig"))
             #expect(f.read(".git/config") == "[core]\n")
             #expect(!r.stdout.contains("GIT-SEES-PLACEHOLDERS"))
             #expect(!f.exists(".git/hooks/post-checkout"))
@@ -364,6 +369,57 @@ struct IsolationTests {
                 """)
             #expect(r.status == 0, "\(r.stderr)")
             #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "zombies left: \(r.stdout)")
+        }
+    }
+
+    /// Two sandboxes on one workspace: the first one's clean-up must not strip the
+    /// second one's protection (placeholders go only when the last run leaves).
+    @Test func concurrentRunsKeepEachOthersProtection() throws {
+        try Fixture.with { f in
+            let first = Process()
+            first.executableURL = URL(fileURLWithPath: Airlock.binary)
+            first.arguments = ["run", "--", "/bin/sh", "-c", "touch first-started; sleep 1"]
+            first.currentDirectoryURL = URL(fileURLWithPath: f.workspace)
+            first.environment = ["PATH": "/usr/bin:/bin", "TMPDIR": Fixture.tmpdir]
+            try first.run()
+            let deadline = Date().addingTimeInterval(10)
+            while !f.exists("first-started") && Date() < deadline { usleep(10_000) }
+            let r = try f.sh("""
+                sleep 2   # the first sandbox has exited and cleaned up by now
+                mkdir -p .vscode 2>/dev/null; echo '{}' > .vscode/tasks.json 2>/dev/null && echo WROTE-vscode
+                echo x > .envrc 2>/dev/null && echo WROTE-envrc
+                true
+                """)
+            first.waitUntilExit()
+            #expect(first.terminationStatus == 0)
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(!r.stdout.contains("WROTE"), "protection lost after the other run ended: \(r.stdout)")
+            for gone in [".vscode", ".envrc", ".git", ".mcp.json"] {
+                #expect(!f.exists(gone), "\(gone) left in the workspace after both runs")
+            }
+        }
+    }
+
+    /// A host-side atomic replace (editor save, `git config`) detaches a read-only bind;
+    /// airlock cannot prevent the host from doing that, but it must say so.
+    @Test func protectedEntryReplacedDuringTheRunIsReported() throws {
+        try Fixture.with { f in
+            try f.write(".npmrc", "registry=https://registry.example/\n")
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Airlock.binary)
+            p.arguments = ["run", "--", "/bin/sh", "-c", "touch started; sleep 1; echo 'node-options=--require /tmp/x' >> .npmrc 2>/dev/null; true"]
+            p.currentDirectoryURL = URL(fileURLWithPath: f.workspace)
+            p.environment = ["PATH": "/usr/bin:/bin", "TMPDIR": Fixture.tmpdir]
+            let err = Pipe()
+            p.standardError = err
+            try p.run()
+            let deadline = Date().addingTimeInterval(10)
+            while !f.exists("started") && Date() < deadline { usleep(10_000) }
+            try "registry=https://other.example/\n".write(toFile: f.path(".npmrc.new"), atomically: false, encoding: .utf8)
+            #expect(rename(f.path(".npmrc.new"), f.path(".npmrc")) == 0)
+            p.waitUntilExit()
+            let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(stderr.contains("protected workspace path(s) changed during the run: .npmrc"), "\(stderr)")
         }
     }
 }

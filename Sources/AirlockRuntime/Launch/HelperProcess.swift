@@ -28,7 +28,9 @@ final class HelperProcess {
         self.oldMask = oldMask
     }
 
-    static func spawn(helper: String, plan: [UInt8]) throws(AirlockError) -> HelperProcess {
+    /// `workspaceLock`: the workspace directory, flock'ed shared; the helper holds it as fd 6
+    /// for the sandbox's whole life (and tidies placeholders with it if airlock dies).
+    static func spawn(helper: String, plan: [UInt8], workspaceLock: Int32? = nil) throws(AirlockError) -> HelperProcess {
         let memfd = airlock_memfd("airlock-plan")
         guard memfd >= 0 else { throw systemError("memfd_create", errno, "cannot hold the sandbox plan") }
         defer { close(memfd) }
@@ -58,12 +60,26 @@ final class HelperProcess {
         pthread_sigmask(SIG_BLOCK, &mask, &old)
         let sfd = airlock_signalfd(&mask)
 
+        // The helper expects fds 3-6 in place. Any source that is itself 3-6 would be
+        // clobbered by an earlier dup2, so first lift every source above the target range.
+        var lifted: [Int32] = []
+        defer { lifted.forEach { close($0) } }
+        func lift(_ fd: Int32) -> Int32 {
+            let high = fcntl(fd, F_DUPFD_CLOEXEC, 10)
+            if high >= 0 { lifted.append(high) }
+            return high
+        }
+        let sources = [lift(memfd), lift(status[1]), lift(lifeline[0])] + (workspaceLock.map { [lift($0)] } ?? [])
+        guard !sources.contains(where: { $0 < 0 }) else {
+            pthread_sigmask(SIG_SETMASK, &old, nil)
+            throw systemError("fcntl", errno, "cannot prepare the helper's descriptors")
+        }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, memfd, 3)
-        posix_spawn_file_actions_adddup2(&actions, status[1], 4)
-        posix_spawn_file_actions_adddup2(&actions, lifeline[0], 5)
+        for (target, source) in sources.enumerated() {
+            posix_spawn_file_actions_adddup2(&actions, source, Int32(3 + target))
+        }
 
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)

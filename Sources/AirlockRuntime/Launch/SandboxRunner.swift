@@ -77,7 +77,7 @@ public struct Timing: Sendable {
         return marks.map { name, t in
             defer { prev = t }
             let us = Double(t &- prev) / 1000
-            return "\(name): +\((us * 10).rounded() / 10) µs"
+            return "\(name): +\((us * 10).rounded() / 10) µs @\(t)"
         }
     }
 }
@@ -155,6 +155,16 @@ public struct SandboxRunner: Sendable {
             events.emit(AuditEvent(type: "sandbox.warning", instance: instance, attributes: [("airlock.warning", .string(w))]))
         }
         let helper = try HelperLocator.locate(environment: environment)
+        if geteuid() != 0 {
+            // An unprivileged user cannot drop supplementary groups (setgroups is denied in the
+            // sandbox's user namespace), and the kernel still checks host files against them.
+            var groups = [gid_t](repeating: 0, count: 256)
+            let n = getgroups(Int32(groups.count), &groups)
+            let extra = n > 0 ? groups[0..<Int(n)].filter { $0 != getegid() } : []
+            if !extra.isEmpty {
+                warn("your supplementary groups (\(extra.map(String.init).joined(separator: ", "))) stay in effect inside the sandbox for host permission checks; unprivileged users cannot drop them (start airlock from a session without them if that matters)")
+            }
+        }
 
         // cgroups: limits, accounting and kill-all.
         let cgroupHost = CgroupHost.detect()
@@ -180,21 +190,28 @@ public struct SandboxRunner: Sendable {
         }
 
         // Placeholders for protected paths that do not exist yet.
-        var cleanup = cgroup?.directories ?? []
+        let cleanup = cgroup?.directories ?? []
+        var guardian: WorkspaceGuard?
         if let ws = spec.filesystem.workspace, !ws.readOnly {
-            let placeholders = try DenyPlaceholders.create(workspace: ws.hostPath, entries: ws.placeholderEntries)
-            cleanup += placeholders.createdPaths.map { ws.hostPath + "/" + $0 }
+            let g = try WorkspaceGuard(
+                workspace: ws.hostPath, protected: ws.denyWrite, placeholders: ws.placeholderEntries, instance: instance)
+            guardian = g
             teardown.add("placeholders-removed") {
-                let left = placeholders.remove()
-                return left.isEmpty ? nil : "placeholders left in the workspace (they were modified): \(left.joined(separator: ", "))"
+                let changed = g.changedEntries()
+                g.removePlaceholdersIfLast()
+                guard !changed.isEmpty else { return nil }
+                return "protected workspace path(s) changed during the run: \(changed.joined(separator: ", ")); "
+                    + "a host-side replace detaches the read-only bind, so review them before trusting them"
             }
         }
-
         marks.append(("placeholders", Timing.now()))
         let seccomp = try SeccompCompiler.compile(profile: spec.syscalls, arch: .native)
         marks.append(("seccomp", Timing.now()))
         var builder = PlanBuilder(host: .live, seccomp: seccomp, cgroupProcs: [])
         builder.cleanupDirectories = cleanup
+        builder.placeholderNames = spec.filesystem.workspace?.placeholderEntries.map {
+            $0.hasSuffix("/") ? String($0.dropLast()) : $0
+        } ?? []
         if let cgroup {
             if cgroup.version == .v2, let procs = cgroup.procsFiles.first, let slash = procs.lastIndex(of: "/") {
                 builder.cgroupDirectory = String(procs[..<slash])
@@ -207,7 +224,7 @@ public struct SandboxRunner: Sendable {
         events.emit(AuditEvent(type: "sandbox.created", instance: instance, attributes: SpecAttributes.of(spec, cgroup: cgroupHost.version?.rawValue)))
 
         marks.append(("plan", Timing.now()))
-        let process = try HelperProcess.spawn(helper: helper, plan: plan)
+        let process = try HelperProcess.spawn(helper: helper, plan: plan, workspaceLock: guardian?.lockFD)
         var session = StatusSession()
         process.supervise { line in session.consume(line) }
         let helperStatus = process.wait()

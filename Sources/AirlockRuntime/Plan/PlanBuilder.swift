@@ -28,6 +28,8 @@ public struct PlanBuilder: Sendable {
 
     /// Empty host directories (cgroups, placeholders) the helper removes if airlock dies mid-run.
     public var cleanupDirectories: [String] = []
+    /// Top-level workspace names that may be placeholders (removed via fd 6 if airlock dies).
+    public var placeholderNames: [String] = []
 
     public init(host: HostProbe, seccomp: [UInt8]?, cgroupProcs: [String], cgroupDirectory: String? = nil) {
         self.host = host
@@ -45,6 +47,8 @@ public struct PlanBuilder: Sendable {
     static let procMasked = [
         "/proc/kcore", "/proc/keys", "/proc/key-users", "/proc/timer_list", "/proc/sched_debug",
         "/proc/latency_stats", "/proc/kallsyms", "/proc/kmsg", "/proc/acpi", "/proc/scsi", "/proc/config.gz",
+        "/proc/kpageflags", "/proc/kpagecount", "/proc/kpagecgroup", "/proc/slabinfo", "/proc/pagetypeinfo",
+        "/proc/vmallocinfo", "/proc/asound", "/proc/timer_stats", "/proc/dynamic_debug",
     ]
     static let devices = ["null", "zero", "full", "random", "urandom", "tty"]
     /// `/etc` files up to this size are copied rather than bound.
@@ -57,6 +61,8 @@ public struct PlanBuilder: Sendable {
         for procs in cgroupProcs { r.append(.cgroupJoin(procs)) }
         if let cgroupDirectory { r.append(.cgroupDirectory(cgroupDirectory)) }
         for dir in cleanupDirectories { r.append(.cleanupDirectory(dir)) }
+        for name in placeholderNames { r.append(.placeholder(name)) }
+        if !placeholderNames.isEmpty { r.append(.workspaceLock) }
         r.append(.hostname(spec.hostname))
         if let wall = spec.limits.wallClock { r.append(.wallClock(milliseconds: UInt64(max(1, wall.milliseconds)))) }
         r.append(.rootTmpfs(size: 1 << 20))
@@ -164,8 +170,8 @@ public struct PlanBuilder: Sendable {
         return r
     }
 
-    /// The mandatory-deny entries that exist in the workspace (missing ones are
-    /// covered by placeholders the runner creates first; see `DenyPlaceholders`).
+    /// The protected entries that exist in the workspace (missing ones that matter are
+    /// covered by placeholders the runner creates first; see `WorkspaceGuard`).
     func protectedPaths(in ws: WorkspaceGrant) -> [String] {
         var out: [String] = []
         for entry in ws.denyWrite {

@@ -30,6 +30,10 @@ public enum PlanRecord: Equatable, Sendable {
     case cgroupDirectory(String)
     /// An empty host directory the helper removes if airlock dies mid-run.
     case cleanupDirectory(String)
+    /// A top-level workspace name that may be a placeholder; removed through fd 6 if airlock dies.
+    case placeholder(String)
+    /// fd 6 is the workspace directory, flock'ed shared by airlock.
+    case workspaceLock
 
     var tag: UInt32 {
         switch self {
@@ -58,6 +62,8 @@ public enum PlanRecord: Equatable, Sendable {
         case .workingDirectory: 23
         case .cgroupDirectory: 25
         case .cleanupDirectory: 26
+        case .placeholder: 27
+        case .workspaceLock: 28
         }
     }
 }
@@ -121,10 +127,11 @@ public enum PlanEncoder {
         case .denyWrite(let w, let r): return [try str(w), try str(r)]
         case .landlock(let p, let a, let o): return [try str(p), u64(a.rawValue), u64(o ? 1 : 0)]
         case .landlockMode(let r): return [u64(r ? 1 : 0)]
+        case .workspaceLock: return []
         case .rlimit(let r, let s, let h): return [u64(UInt64(UInt32(bitPattern: r))), u64(s), u64(h)]
         case .seccomp(let bytes): return [bytes]
         case .environment(let s), .argument(let s), .workingDirectory(let s), .cgroupDirectory(let s),
-            .cleanupDirectory(let s):
+            .cleanupDirectory(let s), .placeholder(let s):
             return [try str(s)]
         }
     }

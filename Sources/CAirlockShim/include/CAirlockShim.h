@@ -28,6 +28,13 @@ int airlock_signalfd_read(int fd);
 /* getrandom(buf, len, 0), retrying short reads and EINTR; 0 on success. */
 int airlock_random(void *buf, size_t len);
 
+/* The xattr that marks a workspace placeholder directory as airlock's. */
+#define AIRLOCK_PLACEHOLDER_XATTR "user.airlock.placeholder"
+/* Marks the directory `fd` as a placeholder owned by run `instance`; 0 on success. */
+int airlock_mark_placeholder(int fd, const char *instance);
+/* 1 if the directory `fd` carries the placeholder mark, else 0. */
+int airlock_is_placeholder(int fd);
+
 /* Entry point of the airlock-sandbox executable. */
 int al_helper_main(int argc, char **argv);
 

@@ -165,6 +165,8 @@ int al_helper_main(int argc, char **argv) {
         sigaddset(&mask, forwarded_signals[i]);
     sigprocmask(SIG_BLOCK, &mask, NULL);
 
+    int *prepared = al_prepare_idmapped(&plan);
+
     int sync_pipe[2];
     if (pipe2(sync_pipe, O_CLOEXEC) < 0) al_fail("clone", errno, "pipe2");
 
@@ -200,10 +202,13 @@ int al_helper_main(int argc, char **argv) {
         al_status("cloned");
         if (cgroup_fd >= 0) close(cgroup_fd);
         close(sync_pipe[1]);
-        al_init_main(&plan, sync_pipe[0]);
+        al_init_main(&plan, sync_pipe[0], prepared);
     }
     close(sync_pipe[0]);
     if (cgroup_fd >= 0) close(cgroup_fd);
+    if (prepared) /* PID 1 has its own copies now */
+        for (size_t i = 0; i < plan.count; i++)
+            if (prepared[i] >= 0) close(prepared[i]);
     write_id_maps(pid, idmap);
     if (al_write_all(sync_pipe[1], "g", 1) != 1) al_fail("clone", errno, "cannot release PID 1");
     close(sync_pipe[1]);

@@ -155,7 +155,7 @@ static void exec_command(char **argv, char **envp, int report_fd) {
     _exit(err == ENOENT ? 127 : 126);
 }
 
-void al_init_main(const struct al_plan *plan, int sync_fd) {
+void al_init_main(const struct al_plan *plan, int sync_fd, const int *prepared) {
     /* PID 1 must not outlive the helper that supervises it. */
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     char go;
@@ -163,10 +163,23 @@ void al_init_main(const struct al_plan *plan, int sync_fd) {
     close(sync_fd);
 
     al_status("init");
+    /* Become the sandbox user. PID 1 keeps the caller's kuid across clone; when that is
+     * not the mapped one (a root caller runs the sandbox as an unprivileged host uid),
+     * nothing could be created until it switches. NO_SETUID_FIXUP keeps this namespace's
+     * capabilities for the rest of the setup; they are all dropped before the command. */
+    for (size_t i = 0; i < plan->count; i++) {
+        if (plan->records[i].tag != AL_ID_MAP) continue;
+        uint64_t uid, gid;
+        if (al_field_u64(&plan->records[i], 0, &uid) || al_field_u64(&plan->records[i], 2, &gid))
+            al_fail("idmap", EINVAL, "malformed id map record");
+        if (prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP) < 0) al_fail("privileges", errno, "set securebits");
+        if (setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) < 0) al_fail("privileges", errno, "become gid %llu", (unsigned long long)gid);
+        if (setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0) al_fail("privileges", errno, "become uid %llu", (unsigned long long)uid);
+    }
     const char *hostname = plan_string(plan, AL_HOSTNAME);
     if (hostname && sethostname(hostname, strlen(hostname)) < 0) al_fail("hostname", errno, "sethostname");
     bring_up_loopback();
-    al_build_root(plan);
+    al_build_root(plan, prepared);
 
     al_status("root-built");
     const char *cwd = plan_string(plan, AL_CWD);

@@ -20,7 +20,10 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef SYS_open_tree
@@ -93,7 +96,75 @@ static void attach(int tree, const char *dst, uint64_t flags, unsigned recursive
     close(tree);
 }
 
-static void op_bind(const struct al_record *r) {
+/* A user namespace whose only mapping is disk id -> host id, for MOUNT_ATTR_IDMAP:
+ * through such a mount, files owned by the disk ids appear owned by the host ids the
+ * sandbox runs as, and files it creates are stored with the disk ids. */
+static int idmap_userns(uint64_t disk_uid, uint64_t disk_gid, uint64_t host_uid, uint64_t host_gid) {
+    int hold[2];
+    if (pipe2(hold, O_CLOEXEC) < 0) al_fail("idmap", errno, "pipe2");
+    pid_t child = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, NULL);
+    if (child < 0) al_fail("idmap", errno, "create the user namespace for the idmapped workspace");
+    if (child == 0) {
+        char c;
+        close(hold[1]);
+        (void)!read(hold[0], &c, 1); /* wait until the parent has what it needs */
+        _exit(0);
+    }
+    close(hold[0]);
+    char path[64], line[96];
+    snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)child);
+    snprintf(line, sizeof(line), "%llu %llu 1\n", (unsigned long long)disk_uid, (unsigned long long)host_uid);
+    if (al_write_file(path, line) < 0) al_fail("idmap", errno, "write the idmap uid map");
+    snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)child);
+    snprintf(line, sizeof(line), "%llu %llu 1\n", (unsigned long long)disk_gid, (unsigned long long)host_gid);
+    if (al_write_file(path, line) < 0) al_fail("idmap", errno, "write the idmap gid map");
+    snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)child);
+    int ns = open(path, O_RDONLY | O_CLOEXEC);
+    if (ns < 0) al_fail("idmap", errno, "open the idmap user namespace");
+    close(hold[1]);
+    int st;
+    while (waitpid(child, &st, 0) < 0 && errno == EINTR) {}
+    return ns;
+}
+
+int *al_prepare_idmapped(const struct al_plan *plan) {
+    const struct al_record *map = NULL;
+    for (size_t i = 0; i < plan->count; i++)
+        if (plan->records[i].tag == AL_IDMAP) map = &plan->records[i];
+    if (!map) return NULL;
+    uint64_t du, dg, hu, hg;
+    if (al_field_u64(map, 0, &du) || al_field_u64(map, 1, &dg) || al_field_u64(map, 2, &hu) || al_field_u64(map, 3, &hg))
+        al_fail("idmap", EINVAL, "malformed idmap record");
+    int ns = idmap_userns(du, dg, hu, hg);
+    int *prepared = malloc(plan->count * sizeof(int));
+    if (!prepared) al_fail("idmap", ENOMEM, "allocate");
+    for (size_t i = 0; i < plan->count; i++) {
+        prepared[i] = -1;
+        const struct al_record *r = &plan->records[i];
+        uint64_t flags;
+        if (r->tag != AL_BIND || al_field_u64(r, 2, &flags) || !(flags & AL_MNT_IDMAP)) continue;
+        char *src = al_field_str(r, 0);
+        if (!src) al_fail("idmap", EINVAL, "malformed bind record");
+        unsigned rec = (flags & AL_MNT_RECURSIVE) ? AT_RECURSIVE : 0;
+        int tree = sys_open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec);
+        if (tree < 0) al_fail("idmap", errno, "bind %s", src);
+        struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP | mount_attrs(flags), .userns_fd = (uint64_t)ns};
+        if (sys_mount_setattr(tree, "", AT_EMPTY_PATH | rec, &attr) < 0) {
+            int e = errno;
+            al_fail("idmap", e,
+                    "cannot make an idmapped mount of %s (%s): its file system may not support idmapped mounts "
+                    "(ext4, xfs, btrfs, tmpfs and overlayfs do; NFS does not). Run airlock as an unprivileged user "
+                    "instead, or use a workspace on a local file system",
+                    src, strerror(e));
+        }
+        prepared[i] = tree;
+        free(src);
+    }
+    close(ns);
+    return prepared;
+}
+
+static void op_bind(const struct al_record *r, int prepared) {
     char *src = al_field_str(r, 0), *dst = al_field_str(r, 1);
     uint64_t flags;
     if (!src || !dst || al_field_u64(r, 2, &flags)) al_fail("mounts", EINVAL, "malformed bind record");
@@ -101,6 +172,13 @@ static void op_bind(const struct al_record *r) {
     join(from, sizeof(from), (flags & AL_MNT_SRC_SANDBOX) ? NEW : OLD, src);
     join(to, sizeof(to), NEW, dst);
     unsigned rec = (flags & AL_MNT_RECURSIVE) ? AT_RECURSIVE : 0;
+    if (prepared >= 0) { /* idmapped and restricted by the helper already */
+        attach(prepared, to, 0, rec, 1, src);
+        free(src);
+        free(dst);
+        return;
+    }
+    if (flags & AL_MNT_IDMAP) al_fail("mounts", EINVAL, "idmapped bind of %s was not prepared", src);
     int tree = sys_open_tree(AT_FDCWD, from, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec);
     if (tree < 0) {
         if (errno == ENOENT && (flags & AL_MNT_OPTIONAL)) goto out;
@@ -236,7 +314,7 @@ static void op_dir_symlink_file(const struct al_record *r) {
     free(a);
 }
 
-void al_build_root(const struct al_plan *plan) {
+void al_build_root(const struct al_plan *plan, const int *prepared) {
     uint64_t root_size = 8u << 20;
     for (size_t i = 0; i < plan->count; i++)
         if (plan->records[i].tag == AL_ROOT_TMPFS) al_field_u64(&plan->records[i], 0, &root_size);
@@ -257,7 +335,7 @@ void al_build_root(const struct al_plan *plan) {
     for (size_t i = 0; i < plan->count; i++) {
         const struct al_record *r = &plan->records[i];
         switch (r->tag) {
-        case AL_BIND: op_bind(r); break;
+        case AL_BIND: op_bind(r, prepared ? prepared[i] : -1); break;
         case AL_DENY: op_deny(r); break;
         case AL_TMPFS: op_tmpfs(r); break;
         case AL_PROC: case AL_DEVPTS: case AL_MASK: case AL_REMOUNT_RO: op_simple(r); break;

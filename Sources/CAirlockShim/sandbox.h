@@ -58,7 +58,9 @@ enum al_tag {
     AL_CGROUP_DIR = 25,
     AL_CLEANUP_DIR = 26,
     AL_PLACEHOLDER = 27, /* str: top-level workspace name that may be a placeholder (see helper.c) */
-    AL_WORKSPACE_LOCK = 28, /* no fields: fd 6 is the workspace directory, flock'ed shared */ /* str: an empty host directory (cgroup, placeholder) the helper removes if airlock died */  /* str: a cgroup v2 directory PID 1 is cloned into (clone3 CLONE_INTO_CGROUP) */
+    AL_WORKSPACE_LOCK = 28, /* no fields: fd 6 is the workspace directory, flock'ed shared */
+    AL_IDMAP = 29,       /* u64 disk uid, u64 disk gid, u64 host uid, u64 host gid: binds flagged
+                            AL_MNT_IDMAP show files owned by the disk ids as owned by the sandbox */ /* str: an empty host directory (cgroup, placeholder) the helper removes if airlock died */  /* str: a cgroup v2 directory PID 1 is cloned into (clone3 CLONE_INTO_CGROUP) */
 };
 
 /* AL_BIND flags */
@@ -69,6 +71,7 @@ enum al_tag {
 #define AL_MNT_OPTIONAL  0x10u  /* a missing source is skipped, not an error */
 #define AL_MNT_RECURSIVE 0x20u
 #define AL_MNT_SRC_SANDBOX 0x40u /* src is a path inside the new root, not on the host */
+#define AL_MNT_IDMAP     0x80u  /* idmapped with the plan's AL_IDMAP (prepared by the helper, outside) */
 
 /* AL_LANDLOCK access classes */
 #define AL_LL_READ   1u  /* read files, list directories, execute */
@@ -106,8 +109,13 @@ int al_mkdir_p(const char *path, mode_t mode);
 ssize_t al_read_all(int fd, void *buf, size_t len);
 ssize_t al_write_all(int fd, const void *buf, size_t len);
 
-/* mounts.c: runs inside the new mount namespace, in PID 1 */
-void al_build_root(const struct al_plan *plan);
+/* mounts.c */
+/* In the helper, before PID 1 exists: detached idmapped copies of the AL_MNT_IDMAP binds
+ * (only a process privileged over the file system may idmap it). Returns an array with
+ * one fd per plan record (-1 where none), or NULL when the plan has no idmapped bind. */
+int *al_prepare_idmapped(const struct al_plan *plan);
+/* In PID 1, inside the new mount namespace. */
+void al_build_root(const struct al_plan *plan, const int *prepared);
 
 /* landlock.c */
 void al_apply_landlock(const struct al_plan *plan);
@@ -116,7 +124,7 @@ void al_apply_landlock(const struct al_plan *plan);
 int al_helper_main(int argc, char **argv);
 
 /* init.c: PID 1 */
-void al_init_main(const struct al_plan *plan, int sync_fd) __attribute__((noreturn));
+void al_init_main(const struct al_plan *plan, int sync_fd, const int *prepared) __attribute__((noreturn));
 
 #define AL_STATUS_FD 4
 #define AL_PLAN_FD 3

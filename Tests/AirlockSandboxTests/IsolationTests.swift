@@ -422,5 +422,48 @@ struct IsolationTests {
             #expect(stderr.contains("protected workspace path(s) changed during the run: .npmrc"), "\(stderr)")
         }
     }
+
+    /// Run as root, airlock still never runs the sandbox as host uid 0: it gets its own
+    /// unprivileged uid, and the workspace is idmapped so it stays writable and new files
+    /// belong to the workspace's owner.
+    @Test func rootCallerSandboxRunsAsUnprivilegedHostUID() throws {
+        try Fixture.with { f in
+            chown(f.workspace, 4242, 4343)
+            try f.write("theirs.txt", "not yours\n")
+            chown(f.path("theirs.txt"), 777, 777)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Airlock.binary)
+            p.arguments = ["run", "--", "/bin/sh", "-c",
+                           "echo mine > created.txt; echo x >> theirs.txt 2>/dev/null && echo WROTE-THEIRS; python3 -c 'import time; time.sleep(2)' airlock-marker"]
+            p.currentDirectoryURL = URL(fileURLWithPath: f.workspace)
+            p.environment = ["PATH": "/usr/bin:/bin", "TMPDIR": Fixture.tmpdir]
+            let out = Pipe()
+            p.standardOutput = out
+            try p.run()
+            var hostUIDs: [UInt32] = []
+            let deadline = Date().addingTimeInterval(5)
+            while hostUIDs.isEmpty && Date() < deadline {
+                for e in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(e) != nil {
+                    guard let cmd = try? String(contentsOfFile: "/proc/\(e)/cmdline", encoding: .utf8), cmd.hasPrefix("python3"), cmd.contains("airlock-marker"),
+                          let status = try? String(contentsOfFile: "/proc/\(e)/status", encoding: .utf8),
+                          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }),
+                          let uid = line.split(separator: "\t").dropFirst().first.flatMap({ UInt32($0) })
+                    else { continue }
+                    hostUIDs.append(uid)
+                }
+                usleep(20_000)
+            }
+            p.waitUntilExit()
+            let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(p.terminationStatus == 0)
+            #expect(!hostUIDs.isEmpty, "the sandboxed process was not found on the host")
+            for uid in hostUIDs { #expect(uid >= 0x7000_0000 && uid < 0x7100_0000, "sandbox runs as host uid \(uid)") }
+            var st = stat()
+            #expect(stat(f.path("created.txt"), &st) == 0)
+            #expect(st.st_uid == 4242 && st.st_gid == 4343, "new file owned by \(st.st_uid):\(st.st_gid), not the workspace owner")
+            #expect(!stdout.contains("WROTE-THEIRS"), "wrote a file owned by another user")
+            #expect(f.read("theirs.txt") == "not yours\n")
+        }
+    }
 }
 }

@@ -102,6 +102,15 @@ public struct SandboxRunner: Sendable {
         self.onWarning = onWarning
     }
 
+    /// When airlock runs as root, the host uid/gid of one sandbox: 0x70000000 plus 24
+    /// random bits (1879048192-1895825407), a range no distribution allocates to users.
+    public static let sandboxIDBase: UInt32 = 0x7000_0000
+    static func sandboxHostID() -> UInt32 {
+        var r: UInt32 = 0
+        _ = withUnsafeMutableBytes(of: &r) { airlock_random($0.baseAddress, 4) }
+        return sandboxIDBase + (r & 0x00FF_FFFF)
+    }
+
     public static func newInstanceID() -> String {
         var bytes = [UInt8](repeating: 0, count: 8)
         _ = bytes.withUnsafeMutableBytes { airlock_random($0.baseAddress, 8) }
@@ -209,6 +218,19 @@ public struct SandboxRunner: Sendable {
         marks.append(("seccomp", Timing.now()))
         var builder = PlanBuilder(host: .live, seccomp: seccomp, cgroupProcs: [])
         builder.cleanupDirectories = cleanup
+        if geteuid() == 0 {
+            // Never run a sandbox as host uid 0: each gets its own unprivileged uid/gid, and
+            // writable binds are idmapped so the workspace stays writable and keeps its owner.
+            let id = Self.sandboxHostID()
+            builder.hostIdentity = (id, id)
+            if let ws = spec.filesystem.workspace {
+                var st = stat()
+                guard stat(ws.hostPath, &st) == 0 else {
+                    throw systemError("stat", errno, "cannot read the owner of the workspace \(ws.hostPath)")
+                }
+                builder.idmapDiskOwner = (st.st_uid, st.st_gid)
+            }
+        }
         builder.placeholderNames = spec.filesystem.workspace?.placeholderEntries.map {
             $0.hasSuffix("/") ? String($0.dropLast()) : $0
         } ?? []

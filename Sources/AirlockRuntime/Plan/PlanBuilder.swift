@@ -30,6 +30,12 @@ public struct PlanBuilder: Sendable {
     public var cleanupDirectories: [String] = []
     /// Top-level workspace names that may be placeholders (removed via fd 6 if airlock dies).
     public var placeholderNames: [String] = []
+    /// The host ids the sandbox user maps to. Defaults to the caller's (rootless); when the
+    /// caller is root the runner sets a per-sandbox unprivileged pair, never 0.
+    public var hostIdentity: (uid: UInt32, gid: UInt32)?
+    /// With `hostIdentity`: owner of the workspace on disk; writable binds are idmapped so
+    /// files owned by it appear owned by the sandbox user, and new files are stored as it.
+    public var idmapDiskOwner: (uid: UInt32, gid: UInt32)?
 
     public init(host: HostProbe, seccomp: [UInt8]?, cgroupProcs: [String], cgroupDirectory: String? = nil) {
         self.host = host
@@ -57,7 +63,12 @@ public struct PlanBuilder: Sendable {
     public func records(for spec: SandboxSpec) throws(AirlockError) -> [PlanRecord] {
         var r: [PlanRecord] = []
         r.append(.namespaces(Self.namespaceFlags))
-        r.append(.idMap(insideUID: spec.user.uid, outsideUID: host.euid, insideGID: spec.user.gid, outsideGID: host.egid))
+        let outside = hostIdentity ?? (host.euid, host.egid)
+        r.append(.idMap(insideUID: spec.user.uid, outsideUID: outside.uid, insideGID: spec.user.gid, outsideGID: outside.gid))
+        if let owner = idmapDiskOwner, let hostIdentity {
+            r.append(.idmap(diskUID: owner.uid, diskGID: owner.gid, hostUID: hostIdentity.uid, hostGID: hostIdentity.gid))
+        }
+        let idmap: MountFlags = idmapDiskOwner != nil && hostIdentity != nil ? [.idmapped] : []
         for procs in cgroupProcs { r.append(.cgroupJoin(procs)) }
         if let cgroupDirectory { r.append(.cgroupDirectory(cgroupDirectory)) }
         for dir in cleanupDirectories { r.append(.cleanupDirectory(dir)) }
@@ -138,7 +149,7 @@ public struct PlanBuilder: Sendable {
         // The workspace and its protected paths.
         if let ws = spec.filesystem.workspace {
             var flags: MountFlags = [.noSUID, .noDev]
-            if ws.readOnly { flags.insert(.readOnly) }
+            if ws.readOnly { flags.insert(.readOnly) } else { flags.formUnion(idmap) }
             r.append(.bind(source: ws.hostPath, destination: "/workspace", flags: flags))
             if !ws.readOnly {
                 for rel in protectedPaths(in: ws) {
@@ -149,7 +160,7 @@ public struct PlanBuilder: Sendable {
         }
         for m in spec.filesystem.mounts {
             var flags: MountFlags = [.noSUID, .noDev, .recursive]
-            if m.readOnly { flags.insert(.readOnly) }
+            if m.readOnly { flags.insert(.readOnly) } else { flags.formUnion(idmap) }
             r.append(.bind(source: m.source, destination: m.destination, flags: flags))
             landlock.append(.landlock(path: m.destination, access: m.readOnly ? .read : .write, optional: false))
         }

@@ -34,6 +34,8 @@ public enum PlanRecord: Equatable, Sendable {
     case placeholder(String)
     /// fd 6 is the workspace directory, flock'ed shared by airlock.
     case workspaceLock
+    /// Binds flagged `.idmapped` show files owned by the disk ids as owned by the host ids.
+    case idmap(diskUID: UInt32, diskGID: UInt32, hostUID: UInt32, hostGID: UInt32)
 
     var tag: UInt32 {
         switch self {
@@ -64,6 +66,7 @@ public enum PlanRecord: Equatable, Sendable {
         case .cleanupDirectory: 26
         case .placeholder: 27
         case .workspaceLock: 28
+        case .idmap: 29
         }
     }
 }
@@ -79,6 +82,8 @@ public struct MountFlags: OptionSet, Sendable, Hashable {
     public static let recursive = MountFlags(rawValue: 0x20)
     /// The source is a path inside the new root (e.g. re-binding part of the fresh /proc).
     public static let sourceInSandbox = MountFlags(rawValue: 0x40)
+    /// Idmapped with the plan's `.idmap` (prepared by the helper in the host's namespaces).
+    public static let idmapped = MountFlags(rawValue: 0x80)
 }
 
 public enum LandlockAccess: UInt64, Sendable {
@@ -128,6 +133,7 @@ public enum PlanEncoder {
         case .landlock(let p, let a, let o): return [try str(p), u64(a.rawValue), u64(o ? 1 : 0)]
         case .landlockMode(let r): return [u64(r ? 1 : 0)]
         case .workspaceLock: return []
+        case .idmap(let du, let dg, let hu, let hg): return [u64(du), u64(dg), u64(hu), u64(hg)]
         case .rlimit(let r, let s, let h): return [u64(UInt64(UInt32(bitPattern: r))), u64(s), u64(h)]
         case .seccomp(let bytes): return [bytes]
         case .environment(let s), .argument(let s), .workingDirectory(let s), .cgroupDirectory(let s),

@@ -38,7 +38,9 @@ enum PolicyFile {
 
     static func read(_ path: String) throws(AirlockError) -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw systemError("open", errno, "cannot read the policy file \(path)") }
+        guard fd >= 0 else {
+            throw AirlockError(.usage, "cannot read the policy file \(path)", cause: errnoDescription(errno))
+        }
         defer { close(fd) }
         var data: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)

@@ -72,7 +72,9 @@ struct RunCommand: ParsableCommand {
 
         var sink: any EventSink = NullSink()
         if let events {
-            do { sink = try JSONLinesSink(path: events) } catch { throw fail(error) }
+            do { sink = try JSONLinesSink(path: events) } catch {
+                throw fail(AirlockError(.usage, "--events \(events): \(error.description)"))
+            }
         }
         var logger = Logger(label: "airlock")
         logger.logLevel = .warning

@@ -75,7 +75,7 @@ struct LimitTests {
             let lines = try String(contentsOfFile: events, encoding: .utf8).split(separator: "\n")
             let exited = try #require(lines.first { $0.contains("\"type\":\"process.exited\"") })
             let obj = try #require(try JSONSerialization.jsonObject(with: Data(exited.utf8)) as? [String: Any])
-            let cpu = try #require(obj["process.cpu.time_ns"] as? Int)
+            let cpu = try #require(obj["airlock.cpu.time_ns"] as? Int)
             // 0.25 cores for ~2 s is ~0.5 s of CPU; unthrottled it would be ~2 s.
             #expect(cpu < 800_000_000, "cpu time \(cpu) ns: not throttled")
             #expect(cpu > 200_000_000, "cpu time \(cpu) ns: the spin did not run")

@@ -128,8 +128,10 @@ final class Fixture {
         #expect(after.mounts == hostBefore.mounts, "mount table changed", sourceLocation: sourceLocation)
         let newGroups = Set(after.airlockCgroups).subtracting(hostBefore.airlockCgroups)
         #expect(newGroups.isEmpty, "cgroups left behind: \(newGroups)", sourceLocation: sourceLocation)
-        // SwiftPM (a concurrent `swift build`) makes TemporaryDirectory.* in /tmp; nothing else may appear.
-        let newTmp = after.tmpEntries.subtracting(hostBefore.tmpEntries).filter { !$0.hasPrefix("TemporaryDirectory.") }
+        // Other test targets in this run make their own scratch trees in /tmp (the cgroup
+        // unit tests' fake cgroupfs, SwiftPM's TemporaryDirectory.*); nothing else may appear.
+        let foreign = ["TemporaryDirectory.", "airlock-cgroup-test-"]
+        let newTmp = after.tmpEntries.subtracting(hostBefore.tmpEntries).filter { e in !foreign.contains { e.hasPrefix($0) } }
         #expect(newTmp.isEmpty, "new entries in /tmp: \(newTmp)", sourceLocation: sourceLocation)
         let leftInTmpdir = (try? FileManager.default.contentsOfDirectory(atPath: Fixture.tmpdir)) ?? []
         #expect(leftInTmpdir.isEmpty, "left in airlock's TMPDIR: \(leftInTmpdir)", sourceLocation: sourceLocation)

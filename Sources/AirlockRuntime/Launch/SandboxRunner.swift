@@ -187,7 +187,7 @@ public struct SandboxRunner: Sendable {
                 throw AirlockError(.sandboxSetup, "the profile requires cgroup limits, but \(reason)")
             }
             if spec.limits.memoryBytes != nil || spec.limits.cpus != nil || spec.limits.pids != nil {
-                warn("memory, cpu and process limits are NOT enforced: \(reason)")
+                warn(reason.contains("NOT enforced") ? reason : "memory, cpu and process limits are NOT enforced: \(reason)")
             }
         }
         marks.append(("cgroup", Timing.now()))
@@ -248,20 +248,26 @@ public struct SandboxRunner: Sendable {
         marks.append(("plan", Timing.now()))
         let process = try HelperProcess.spawn(helper: helper, plan: plan, workspaceLock: guardian?.lockFD)
         var session = StatusSession()
-        process.supervise { line in session.consume(line) }
+        let sink = self.events
+        process.supervise { line in
+            session.consume(line)
+            // Written as it happens, not after the command ends.
+            if line.hasPrefix("started "), let pid = session.commandPID {
+                sink.emit(AuditEvent(type: "process.started", instance: instance, attributes: [
+                    ("process.vpid", .int(Int64(pid))), ("process.command_args", .array(spec.command.map { .string($0) })),
+                ]))
+            }
+        }
         let helperStatus = process.wait()
         marks.append(contentsOf: session.marks)
         marks.append(("reaped", Timing.now()))
 
         for w in session.warnings { warn(w) }
         if let (stage, code, message) = session.setupError {
-            events.emit(AuditEvent(type: "sandbox.destroyed", instance: instance, attributes: [("airlock.outcome", .string("setup_failed"))]))
-            throw AirlockError(.sandboxSetup, "the sandbox could not be built (\(stage)): \(message)", cause: errnoDescription(code))
-        }
-        if let pid = session.commandPID {
-            events.emit(AuditEvent(type: "process.started", instance: instance, attributes: [
-                ("process.pid", .int(Int64(pid))), ("process.command_args", .array(spec.command.map { .string($0) })),
+            events.emit(AuditEvent(type: "sandbox.destroyed", instance: instance, attributes: [
+                ("airlock.outcome", .string("setup_failed")), ("airlock.error", .string("\(stage): \(message)")),
             ]))
+            throw AirlockError(.sandboxSetup, "the sandbox could not be built (\(stage)): \(message)", cause: errnoDescription(code))
         }
 
         let usage = cgroup?.usage()
@@ -292,12 +298,12 @@ public struct SandboxRunner: Sendable {
         var exitAttrs: [(String, JSONValue)] = []
         switch status {
         case .exited(let c): exitAttrs.append(("process.exit.code", .int(Int64(c))))
-        case .signaled(let s): exitAttrs.append(("process.exit.signal", .int(Int64(s))))
+        case .signaled(let s): exitAttrs.append(("airlock.exit.signal", .int(Int64(s))))
         }
         exitAttrs.append(("airlock.duration_ms", .int(elapsed.milliseconds)))
         if let u = usage {
-            if let c = u.cpuNanos { exitAttrs.append(("process.cpu.time_ns", .int(Int64(c)))) }
-            if let m = u.memoryPeakBytes { exitAttrs.append(("process.memory.peak_bytes", .int(Int64(m)))) }
+            if let c = u.cpuNanos { exitAttrs.append(("airlock.cpu.time_ns", .int(Int64(c)))) }
+            if let m = u.memoryPeakBytes { exitAttrs.append(("airlock.memory.peak_bytes", .int(Int64(m)))) }
             exitAttrs.append(("airlock.oom_kills", .int(Int64(u.oomKills))))
             exitAttrs.append(("airlock.pids_limit_hits", .int(Int64(u.pidsLimitHits))))
         }

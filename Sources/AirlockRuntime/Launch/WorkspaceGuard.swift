@@ -103,7 +103,8 @@ public final class WorkspaceGuard {
     @discardableResult
     public func removePlaceholdersIfLast() -> Bool {
         guard flock(lockFD, LOCK_EX | LOCK_NB) == 0 else { return false }
-        for name in entries where Self.isPlaceholder(lockFD, name) {
+        // Our own placeholders too, in case the file system refused the xattr mark.
+        for name in entries where Self.isPlaceholder(lockFD, name) || createdPaths.contains(name) {
             _ = unlinkat(lockFD, name, AT_REMOVEDIR)  // fails, harmlessly, if something was put inside
         }
         return true

@@ -21,7 +21,7 @@ import Yams
     }
 
     @Test func randomStringsAgree() {
-        var rng = SplitMix(seed: 0xA1_4C0C)
+        var rng = SeededGenerator(seed: 0xA1_4C0C)
         let alphabet = Array("0123456789+-._:eExXoObBinfaNIlsuy~ ")
         for _ in 0..<5000 {
             let n = Int(rng.next() % 7)
@@ -29,17 +29,5 @@ import Yams
             let expected = Resolver.default.resolveTag(of: Node(text)).rawValue
             #expect(PlainScalar.tag(of: text).rawValue == expected, "'\(text)'")
         }
-    }
-}
-
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

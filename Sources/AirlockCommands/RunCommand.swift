@@ -104,16 +104,16 @@ struct RunCommand: ParsableCommand {
         request.profile = profile
         if let policy { request.policy = try PolicyFile.load(policy) }
         if let workspace {
-            let (path, mode) = try CLIParsing.workspace(workspace)
+            let (path, mode) = RunRequest.parseWorkspace(workspace)
             request.workspace = try HostEnvironment.canonicalDirectory(path, flag: "--workspace")
             request.workspaceMode = mode
         }
         for m in mount {
-            var grant = try CLIParsing.mount(m)
+            var grant = try RunRequest.parseMount(m)
             grant.source = try HostEnvironment.canonicalPath(grant.source, flag: "--mount")
             request.mounts.append(grant)
         }
-        request.env = try env.map { (s: String) throws(AirlockError) -> EnvironmentVariable in try CLIParsing.env(s) }
+        request.env = try env.map { (s: String) throws(AirlockError) -> EnvironmentVariable in try RunRequest.parseEnvironment(s) }
         if let timeout { request.wallClock = try Units.parseDuration(timeout) }
         if let memory { request.memory = try Units.parseBytes(memory) }
         if let cpus { request.cpus = try CLIParsing.cpus(cpus) }
@@ -125,41 +125,8 @@ struct RunCommand: ParsableCommand {
     }
 }
 
-/// Parsing of the `run` flags whose syntax is ours (SRC:DST:MODE, K=V, …).
+/// Parsing of the numeric `run` flags (the others are parsed by `RunRequest`).
 enum CLIParsing {
-    static func workspace(_ s: String) throws(AirlockError) -> (String, WorkspaceMode?) {
-        if s.hasSuffix(":ro") { return (String(s.dropLast(3)), .ro) }
-        if s.hasSuffix(":rw") { return (String(s.dropLast(3)), .rw) }
-        return (s, nil)
-    }
-
-    static func mount(_ s: String) throws(AirlockError) -> MountGrant {
-        let parts = s.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-        guard parts.count == 2 || parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty else {
-            throw AirlockError(.usage, "--mount '\(s)': write SRC:DST or SRC:DST:ro or SRC:DST:rw")
-        }
-        var readOnly = true
-        if parts.count == 3 {
-            switch parts[2] {
-            case "ro": readOnly = true
-            case "rw": readOnly = false
-            default: throw AirlockError(.usage, "--mount '\(s)': mode must be ro or rw, not '\(parts[2])'")
-            }
-        }
-        return MountGrant(source: parts[0], destination: parts[1], readOnly: readOnly)
-    }
-
-    static func env(_ s: String) throws(AirlockError) -> EnvironmentVariable {
-        guard let eq = s.firstIndex(of: "="), eq != s.startIndex else {
-            throw AirlockError(.usage, "--env '\(s)': write NAME=value")
-        }
-        let name = String(s[..<eq])
-        guard PathRules.isValidEnvironmentName(name) else {
-            throw AirlockError(.usage, "--env '\(name)': a name is letters, digits and '_', not starting with a digit")
-        }
-        return EnvironmentVariable(name, String(s[s.index(after: eq)...]))
-    }
-
     static func cpus(_ s: String) throws(AirlockError) -> Double {
         guard let v = Double(s), v.isFinite, v > 0, v <= 1024 else {
             throw AirlockError(.usage, "--cpus '\(s)': write a number of cores greater than 0, e.g. 0.5 or 2")

@@ -54,7 +54,7 @@ enum al_tag {
     AL_ENV = 21,         /* str NAME=value */
     AL_ARG = 22,         /* str */
     AL_CWD = 23,         /* str */
-    AL_SUPPRESS_SETSID = 24, /* reserved */
+    /* 24: unused */
     AL_CGROUP_DIR = 25,
     AL_CLEANUP_DIR = 26,
     AL_PLACEHOLDER = 27, /* str: top-level workspace name that may be a placeholder (see helper.c) */

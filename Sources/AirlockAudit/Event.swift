@@ -117,17 +117,7 @@ public final class JSONLinesSink: EventSink, @unchecked Sendable {
             pairs.append(contentsOf: event.attributes)
             var line = JSONValue.object(pairs).encoded()
             line += "\n"
-            var bytes = Array(line.utf8)
-            var off = 0
-            while off < bytes.count {
-                let n = bytes.withUnsafeBytes { buf -> Int in
-                    guard let base = buf.baseAddress else { return -1 }
-                    return write(fd, base + off, buf.count - off)
-                }
-                if n < 0 { if errno == EINTR { continue }; return }
-                off += n
-            }
-            bytes.removeAll()
+            POSIXIO.writeAll(fd, Array(line.utf8))
         }
     }
 

@@ -43,17 +43,7 @@ func fail(_ error: AirlockError) -> ExitCode {
 }
 
 func printError(_ line: String) {
-    let bytes = Array((line + "\n").utf8)
-    var off = 0
-    while off < bytes.count {
-        let n = bytes.withUnsafeBytes { buf -> Int in
-            guard let base = buf.baseAddress else { return -1 }
-            return write(2, base + off, buf.count - off)
-        }
-        if n < 0, errno == EINTR { continue }
-        if n <= 0 { return }
-        off += n
-    }
+    POSIXIO.writeAll(2, Array((line + "\n").utf8))
 }
 
 #if canImport(Glibc)

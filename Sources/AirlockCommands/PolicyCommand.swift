@@ -42,17 +42,11 @@ enum PolicyFile {
             throw AirlockError(.usage, "cannot read the policy file \(path)", cause: errnoDescription(errno))
         }
         defer { close(fd) }
-        var data: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0, errno == EINTR { continue }
-            guard n >= 0 else { throw systemError("read", errno, "cannot read the policy file \(path)") }
-            if n == 0 { break }
-            data.append(contentsOf: buf[0..<n])
-            guard data.count <= maxBytes else {
-                throw AirlockError(.policy, "\(path) is larger than 1 MiB; a policy file is a few KiB of YAML")
-            }
+        guard let data = POSIXIO.readAll(fd, upTo: maxBytes) else {
+            throw AirlockError(.usage, "cannot read the policy file \(path)", cause: errnoDescription(errno))
+        }
+        guard data.count <= maxBytes else {
+            throw AirlockError(.policy, "\(path) is larger than 1 MiB; a policy file is a few KiB of YAML")
         }
         guard let text = String(validating: data, as: UTF8.self) else {
             throw AirlockError(.policy, "\(path) is not valid UTF-8 text")

@@ -3,11 +3,7 @@ import Foundation
 import Synchronization
 import Testing
 
-#if canImport(AirlockCgroups)
-    @testable import AirlockCgroups
-#else
-    @testable import AirlockRuntime
-#endif
+@testable import AirlockRuntime
 
 #if canImport(Glibc)
     import Glibc

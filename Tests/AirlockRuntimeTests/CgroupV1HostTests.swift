@@ -1,11 +1,7 @@
 import AirlockCore
 import Testing
 
-#if canImport(AirlockCgroups)
-    @testable import AirlockCgroups
-#else
-    @testable import AirlockRuntime
-#endif
+@testable import AirlockRuntime
 
 #if canImport(Glibc)
     import Glibc

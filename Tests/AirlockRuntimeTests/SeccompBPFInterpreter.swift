@@ -1,8 +1,4 @@
-#if canImport(AirlockSeccomp)
-@testable import AirlockSeccomp
-#else
 @testable import AirlockRuntime
-#endif
 
 /// `struct seccomp_data` as the kernel hands it to a filter.
 struct SeccompTestData {

@@ -1,11 +1,7 @@
 import AirlockCore
 import Testing
 
-#if canImport(AirlockSeccomp)
-@testable import AirlockSeccomp
-#else
 @testable import AirlockRuntime
-#endif
 
 private let ALLOW: UInt32 = 0x7FFF_0000
 private let EPERM: UInt32 = 0x0005_0001

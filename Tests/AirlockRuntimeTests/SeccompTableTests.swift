@@ -2,11 +2,7 @@ import AirlockCore
 import Foundation
 import Testing
 
-#if canImport(AirlockSeccomp)
-@testable import AirlockSeccomp
-#else
 @testable import AirlockRuntime
-#endif
 
 /// Calls newer than Debian bookworm's kernel headers (Linux 6.1): the tables carry
 /// them, the headers on the build machine may not.

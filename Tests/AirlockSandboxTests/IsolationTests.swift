@@ -465,5 +465,27 @@ struct IsolationTests {
             #expect(f.read("theirs.txt") == "not yours\n")
         }
     }
+
+    /// PID 1 holds the status pipe to airlock; it is non-dumpable, so the command can
+    /// neither reach its descriptors nor forge a status line (a forged "exit 0" would
+    /// turn the real status 7 into 0).
+    @Test(arguments: [nil, 65534] as [UInt32?])
+    func pid1AndItsStatusPipeAreOutOfReach(asUser uid: UInt32?) throws {
+        // As root, PID 1's switch to the sandbox's host uid already makes it non-dumpable;
+        // rootless, its uid does not change and only PR_SET_DUMPABLE(0) protects it.
+        try Fixture.with { f in
+            if let uid { chown(f.workspace, uid, uid) }
+            let script = """
+                echo 'exit 0' > /proc/1/fd/4 2>/dev/null && echo FORGED
+                ls /proc/1/fd >/dev/null 2>&1 && echo LISTED
+                cat /proc/1/environ >/dev/null 2>&1 && echo READ-ENV
+                kill -KILL 1 2>/dev/null; sleep 0.2   # init of a pid namespace cannot be killed from inside
+                exit 7
+                """
+            let r = try f.run(["run", "--", "/bin/sh", "-c", script], asUser: uid)
+            #expect(r.status == 7, "status \(r.status): \(r.stdout) \(r.stderr)")
+            for marker in ["FORGED", "LISTED", "READ-ENV"] { #expect(!r.stdout.contains(marker), "\(r.stdout)") }
+        }
+    }
 }
 }

@@ -34,16 +34,8 @@ final class HelperProcess {
         let memfd = airlock_memfd("airlock-plan")
         guard memfd >= 0 else { throw systemError("memfd_create", errno, "cannot hold the sandbox plan") }
         defer { close(memfd) }
-        var off = 0
-        while off < plan.count {
-            let n = plan.withUnsafeBytes { buf -> Int in
-                guard let base = buf.baseAddress else { return -1 }
-                return write(memfd, base + off, buf.count - off)
-            }
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { throw systemError("write", errno, "cannot write the sandbox plan") }
-            off += n
-        }
+        let werr = POSIXIO.writeAll(memfd, plan)
+        guard werr == 0 else { throw systemError("write", werr, "cannot write the sandbox plan") }
 
         var status: [Int32] = [0, 0]
         var lifeline: [Int32] = [0, 0]

@@ -52,17 +52,7 @@ public struct HostProbe: Sendable {
             defer { close(fd) }
             var st = stat()
             guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_size <= limit else { return nil }
-            var buf = [UInt8](repeating: 0, count: Int(st.st_size))
-            var off = 0
-            while off < buf.count {
-                let n = buf.withUnsafeMutableBytes { b -> Int in
-                    guard let base = b.baseAddress else { return -1 }
-                    return read(fd, base + off, b.count - off)
-                }
-                if n < 0, errno == EINTR { continue }
-                guard n > 0 else { return nil }
-                off += n
-            }
+            guard let buf = POSIXIO.readAll(fd, upTo: limit), buf.count <= limit else { return nil }
             guard !buf.contains(0), let text = String(validating: buf, as: UTF8.self) else { return nil }
             return (text, UInt32(st.st_mode) & 0o644)
         }, euid: geteuid(), egid: getegid())

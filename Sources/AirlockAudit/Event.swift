@@ -70,18 +70,119 @@ public indirect enum JSONValue: Sendable, Equatable {
     }
 }
 
-/// One boundary event. Field names follow OpenTelemetry conventions where they
-/// exist (`process.pid`, `process.exit.code`, …); Airlock's own are under `airlock.`.
+/// Who an event is bound to: the sandbox instance, and the session, workflow and
+/// agent it belongs to, and the human or service principal behind them. Only
+/// `instance` is always known; the rest are set by whoever started the run.
+public struct Identity: Sendable, Equatable {
+    public var instance: String
+    public var session: String?
+    public var workflow: String?
+    public var agent: String?
+    public var principal: String?
+
+    public init(instance: String, session: String? = nil, workflow: String? = nil, agent: String? = nil, principal: String? = nil) {
+        self.instance = instance
+        self.session = session
+        self.workflow = workflow
+        self.agent = agent
+        self.principal = principal
+    }
+
+    /// The encoded field names, in order (docs/events.md).
+    var fields: [(String, JSONValue)] {
+        var out: [(String, JSONValue)] = [("airlock.sandbox.id", .string(instance))]
+        if let session { out.append(("session.id", .string(session))) }
+        if let workflow { out.append(("airlock.workflow.id", .string(workflow))) }
+        if let agent { out.append(("gen_ai.agent.id", .string(agent))) }
+        if let principal { out.append(("enduser.id", .string(principal))) }
+        return out
+    }
+}
+
+/// A policy decision an event records: what was decided, why, and by which rule.
+public struct Decision: Sendable, Equatable {
+    /// `allow`, `deny`, `redact` or `alert`.
+    public var verdict: String
+    public var reason: String
+    public var rule: String?
+
+    public init(_ verdict: String, reason: String, rule: String? = nil) {
+        self.verdict = verdict
+        self.reason = reason
+        self.rule = rule
+    }
+
+    var fields: [(String, JSONValue)] {
+        var out: [(String, JSONValue)] = [("airlock.decision", .string(verdict)), ("airlock.decision.reason", .string(reason))]
+        if let rule { out.append(("airlock.decision.rule", .string(rule))) }
+        return out
+    }
+}
+
+/// One boundary event: when, what, bound to whom, what was decided, and a payload.
+/// Field names follow OpenTelemetry conventions where they exist (`process.pid`,
+/// `gen_ai.tool.name`, …); Airlock's own are under `airlock.`.
 /// See docs/events.md for every type and field.
 public struct AuditEvent: Sendable {
+    /// Wall-clock time the event was created, nanoseconds since the Unix epoch.
+    public var timeNanos: Int64
     public var type: String
-    public var instance: String
+    public var identity: Identity
+    public var decision: Decision?
     public var attributes: [(String, JSONValue)]
 
-    public init(type: String, instance: String, attributes: [(String, JSONValue)] = []) {
+    public var instance: String { identity.instance }
+
+    public init(type: String, identity: Identity, decision: Decision? = nil, attributes: [(String, JSONValue)] = [], timeNanos: Int64? = nil) {
+        self.timeNanos = timeNanos ?? Clock.realtimeNanos()
         self.type = type
-        self.instance = instance
+        self.identity = identity
+        self.decision = decision
         self.attributes = attributes
+    }
+
+    public init(type: String, instance: String, attributes: [(String, JSONValue)] = []) {
+        self.init(type: type, identity: Identity(instance: instance), attributes: attributes)
+    }
+
+    /// The envelope and payload as one flat object, in a fixed order: `time`, then
+    /// `seq` when given, `type`, the identity, the decision, the attributes.
+    public func encodedObject(seq: UInt64?) -> JSONValue {
+        var pairs: [(String, JSONValue)] = [("time", .string(Clock.rfc3339(timeNanos)))]
+        if let seq { pairs.append(("seq", .int(Int64(seq)))) }
+        pairs.append(("type", .string(type)))
+        pairs.append(contentsOf: identity.fields)
+        if let decision { pairs.append(contentsOf: decision.fields) }
+        pairs.append(contentsOf: attributes)
+        return .object(pairs)
+    }
+}
+
+/// Wall-clock helpers shared by the sinks and the log.
+public enum Clock {
+    public static func realtimeNanos() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
+    /// RFC 3339 in UTC with nanoseconds, e.g. `2026-11-23T19:43:38.159334906Z`.
+    public static func rfc3339(_ nanos: Int64) -> String {
+        var t = time_t(nanos / 1_000_000_000)
+        let ns = Int(nanos % 1_000_000_000)
+        var tmv = tm()
+        gmtime_r(&t, &tmv)
+        var out = ""
+        out.reserveCapacity(30)
+        func pad(_ v: Int, _ w: Int) {
+            let s = String(v)
+            for _ in s.count..<w { out += "0" }
+            out += s
+        }
+        pad(Int(tmv.tm_year) + 1900, 4); out += "-"; pad(Int(tmv.tm_mon) + 1, 2); out += "-"; pad(Int(tmv.tm_mday), 2)
+        out += "T"; pad(Int(tmv.tm_hour), 2); out += ":"; pad(Int(tmv.tm_min), 2); out += ":"; pad(Int(tmv.tm_sec), 2)
+        out += "."; pad(ns, 9); out += "Z"
+        return out
     }
 }
 
@@ -110,31 +211,10 @@ public final class JSONLinesSink: EventSink, @unchecked Sendable {
     public func emit(_ event: AuditEvent) {
         lock.locked {
             seq += 1
-            var pairs: [(String, JSONValue)] = [
-                ("time", .string(Self.timestamp())), ("seq", .int(Int64(seq))), ("type", .string(event.type)),
-                ("airlock.sandbox.id", .string(event.instance)),
-            ]
-            pairs.append(contentsOf: event.attributes)
-            var line = JSONValue.object(pairs).encoded()
+            var line = event.encodedObject(seq: seq).encoded()
             line += "\n"
             POSIXIO.writeAll(fd, Array(line.utf8))
         }
-    }
-
-    static func timestamp() -> String {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        var t = ts.tv_sec
-        var tmv = tm()
-        gmtime_r(&t, &tmv)
-        func pad(_ v: Int32, _ w: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, w - s.count)) + s
-        }
-        let ns = String(ts.tv_nsec)
-        return "\(pad(tmv.tm_year + 1900, 4))-\(pad(tmv.tm_mon + 1, 2))-\(pad(tmv.tm_mday, 2))T"
-            + "\(pad(tmv.tm_hour, 2)):\(pad(tmv.tm_min, 2)):\(pad(tmv.tm_sec, 2))."
-            + String(repeating: "0", count: 9 - ns.count) + ns + "Z"
     }
 }
 
@@ -152,5 +232,14 @@ final class PThreadMutex: @unchecked Sendable {
         pthread_mutex_lock(&m)
         defer { pthread_mutex_unlock(&m) }
         return try body()
+    }
+}
+
+/// Sends every event to each of several sinks, in order.
+public struct FanOutSink: EventSink {
+    public let sinks: [any EventSink]
+    public init(_ sinks: [any EventSink]) { self.sinks = sinks }
+    public func emit(_ event: AuditEvent) {
+        for sink in sinks { sink.emit(event) }
     }
 }

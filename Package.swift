@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // Shared vocabulary: errors, units, the SandboxSpec contract between layers.
@@ -31,8 +33,19 @@ let package = Package(
             name: "AirlockPolicy",
             dependencies: ["AirlockCore", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict),
-        // Layer 8 (first part): normalized boundary events and their sinks.
-        .target(name: "AirlockAudit", dependencies: ["AirlockCore"], swiftSettings: strict),
+        // Secret and credential detection: the audit log redacts with it, the egress
+        // gateway blocks with it.
+        .target(name: "AirlockDLP", swiftSettings: strict),
+        // Layer 8: normalized boundary events, their sinks, and the tamper-evident
+        // audit log (hash chain, Ed25519 checkpoints, group commit, SQLite index).
+        .target(
+            name: "AirlockAudit",
+            dependencies: [
+                "AirlockCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strict),
         // Layer 1: the namespace runtime (helper launch, cgroups, seccomp, Landlock plan).
         .target(
             name: "AirlockRuntime",
@@ -59,8 +72,10 @@ let package = Package(
             // Pure C: drop the Swift runtime the link driver adds, so the helper starts in ~1 ms.
             linkerSettings: [.unsafeFlags(["-static-executable"])]),
         .executableTarget(
-            name: "airlock-bench", dependencies: ["AirlockCore"], swiftSettings: strict),
+            name: "airlock-bench", dependencies: ["AirlockCore", "AirlockAudit", "AirlockDLP"], swiftSettings: strict),
         .testTarget(name: "AirlockPolicyTests", dependencies: ["AirlockPolicy"], swiftSettings: strict),
+        .testTarget(name: "AirlockDLPTests", dependencies: ["AirlockDLP"], swiftSettings: strict),
+        .testTarget(name: "AirlockAuditTests", dependencies: ["AirlockAudit"], swiftSettings: strict),
         .testTarget(name: "AirlockRuntimeTests", dependencies: ["AirlockRuntime"], swiftSettings: strict),
         .testTarget(
             name: "AirlockSandboxTests",

@@ -17,56 +17,64 @@ public indirect enum JSONValue: Sendable, Equatable {
     public static func == (a: JSONValue, b: JSONValue) -> Bool { a.encoded() == b.encoded() }
 
     public func encoded() -> String {
-        var out = ""
-        write(to: &out)
-        return out
+        var out: [UInt8] = []
+        write(into: &out)
+        return String(decoding: out, as: UTF8.self)
     }
 
-    func write(to out: inout String) {
+    /// Appends the encoding as UTF-8 bytes: the audit log's canonical form.
+    public func write(into out: inout [UInt8]) {
         switch self {
         case .string(let s): JSONValue.quote(s, into: &out)
-        case .int(let i): out += String(i)
-        case .double(let d): out += d.isFinite ? String(d) : "null"
-        case .bool(let b): out += b ? "true" : "false"
-        case .null: out += "null"
+        case .int(let i): out.append(contentsOf: String(i).utf8)
+        case .double(let d): out.append(contentsOf: (d.isFinite ? String(d) : "null").utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .null: out.append(contentsOf: "null".utf8)
         case .array(let items):
-            out += "["
+            out.append(UInt8(ascii: "["))
             for (i, v) in items.enumerated() {
-                if i > 0 { out += "," }
-                v.write(to: &out)
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                v.write(into: &out)
             }
-            out += "]"
+            out.append(UInt8(ascii: "]"))
         case .object(let pairs):
-            out += "{"
+            out.append(UInt8(ascii: "{"))
             for (i, (k, v)) in pairs.enumerated() {
-                if i > 0 { out += "," }
+                if i > 0 { out.append(UInt8(ascii: ",")) }
                 JSONValue.quote(k, into: &out)
-                out += ":"
-                v.write(to: &out)
+                out.append(UInt8(ascii: ":"))
+                v.write(into: &out)
             }
-            out += "}"
+            out.append(UInt8(ascii: "}"))
         }
     }
 
-    static func quote(_ s: String, into out: inout String) {
-        out += "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(u)
-                }
+    static func quote(_ s: String, into out: inout [UInt8]) {
+        out.append(0x22)
+        for c in s.utf8 {
+            switch c {
+            case 0x22: out.append(0x5C); out.append(0x22)
+            case 0x5C: out.append(0x5C); out.append(0x5C)
+            case 0x0A: out.append(0x5C); out.append(UInt8(ascii: "n"))
+            case 0x0D: out.append(0x5C); out.append(UInt8(ascii: "r"))
+            case 0x09: out.append(0x5C); out.append(UInt8(ascii: "t"))
+            case 0..<0x20:
+                let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(c >> 4)], hex[Int(c & 0xF)]])
+            default: out.append(c)
             }
         }
-        out += "\""
+        out.append(0x22)
+    }
+
+    /// The same value with every string (keys excepted) passed through `transform`.
+    public func mapStrings(_ transform: (String) -> String) -> JSONValue {
+        switch self {
+        case .string(let s): .string(transform(s))
+        case .array(let items): .array(items.map { $0.mapStrings(transform) })
+        case .object(let pairs): .object(pairs.map { ($0.0, $0.1.mapStrings(transform)) })
+        default: self
+        }
     }
 }
 
@@ -90,7 +98,7 @@ public struct Identity: Sendable, Equatable {
 
     /// The encoded field names, in order (docs/events.md).
     var fields: [(String, JSONValue)] {
-        var out: [(String, JSONValue)] = [("airlock.sandbox.id", .string(instance))]
+        var out: [(String, JSONValue)] = instance.isEmpty ? [] : [("airlock.sandbox.id", .string(instance))]
         if let session { out.append(("session.id", .string(session))) }
         if let workflow { out.append(("airlock.workflow.id", .string(workflow))) }
         if let agent { out.append(("gen_ai.agent.id", .string(agent))) }
@@ -145,6 +153,19 @@ public struct AuditEvent: Sendable {
         self.init(type: type, identity: Identity(instance: instance), attributes: attributes)
     }
 
+    /// The same event with every string value passed through `transform` (used to
+    /// redact secrets before anything is written).
+    public func redacted(_ transform: (String) -> String) -> AuditEvent {
+        var e = self
+        e.identity.session = identity.session.map(transform)
+        e.identity.workflow = identity.workflow.map(transform)
+        e.identity.agent = identity.agent.map(transform)
+        e.identity.principal = identity.principal.map(transform)
+        e.decision = decision.map { Decision($0.verdict, reason: transform($0.reason), rule: $0.rule.map(transform)) }
+        e.attributes = attributes.map { ($0.0, $0.1.mapStrings(transform)) }
+        return e
+    }
+
     /// The envelope and payload as one flat object, in a fixed order: `time`, then
     /// `seq` when given, `type`, the identity, the decision, the attributes.
     public func encodedObject(seq: UInt64?) -> JSONValue {
@@ -164,6 +185,41 @@ public enum Clock {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
+    /// Parses RFC 3339 in UTC (`Z`), with up to 9 fractional digits; nil otherwise.
+    public static func parseRFC3339(_ text: String) -> Int64? {
+        let u = Array(text.utf8)
+        guard u.count >= 20, u[4] == 0x2D, u[7] == 0x2D, u[10] == 0x54 || u[10] == 0x20, u[13] == 0x3A, u[16] == 0x3A,
+            u.last == UInt8(ascii: "Z")
+        else { return nil }
+        func num(_ r: Range<Int>) -> Int? {
+            var v = 0
+            for i in r {
+                guard (0x30...0x39).contains(u[i]) else { return nil }
+                v = v * 10 + Int(u[i] - 0x30)
+            }
+            return v
+        }
+        guard let y = num(0..<4), let mo = num(5..<7), let d = num(8..<10), let h = num(11..<13), let mi = num(14..<16),
+            let s = num(17..<19), (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, s < 61
+        else { return nil }
+        var frac = 0
+        if u.count > 20 {
+            guard u[19] == 0x2E, u.count - 21 <= 9, u.count - 21 >= 1, let f = num(20..<(u.count - 1)) else { return nil }
+            frac = f
+            for _ in 0..<(9 - (u.count - 21)) { frac *= 10 }
+        } else if u[19] != UInt8(ascii: "Z") {
+            return nil
+        }
+        var tmv = tm()
+        tmv.tm_year = Int32(y - 1900)
+        tmv.tm_mon = Int32(mo - 1)
+        tmv.tm_mday = Int32(d)
+        tmv.tm_hour = Int32(h)
+        tmv.tm_min = Int32(mi)
+        tmv.tm_sec = Int32(s)
+        return Int64(timegm(&tmv)) * 1_000_000_000 + Int64(frac)
     }
 
     /// RFC 3339 in UTC with nanoseconds, e.g. `2026-11-23T19:43:38.159334906Z`.

@@ -1,0 +1,635 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AirlockCore
+
+/// The tamper-evident audit log: append-only segment files of hash-chained records
+/// (`LogRecord`), Ed25519-signed checkpoints, and durable group commit.
+///
+/// An append is acknowledged only once its record is on disk (`fdatasync`). Callers
+/// encode and redact their own events in parallel; one writer thread takes whatever
+/// is queued, chains and frames it, writes it with one `write(2)` and syncs once for
+/// the whole batch, so throughput grows with the number of concurrent writers while
+/// each waits for at most one sync. Several processes can share a directory: each
+/// batch is written under an exclusive `flock`, after re-reading the tail if another
+/// process moved it. See docs/audit.md for the format and the guarantees.
+public final class AuditLog: EventSink, @unchecked Sendable {
+    public struct Options: Sendable {
+        public var directory: String
+        /// A checkpoint after this many records…
+        public var checkpointEvery: Int = 1000
+        /// …or this long after the first record it would cover, whichever comes first.
+        public var checkpointInterval: Duration = .seconds(10)
+        /// A new segment once the current one reaches this size…
+        public var maxSegmentBytes: Int = 64 << 20
+        /// …or this age.
+        public var maxSegmentAge: Duration = .seconds(24 * 3600)
+        /// Segments whose newest record is older than this are deleted (never the
+        /// current one); nil keeps everything.
+        public var retention: Duration?
+        /// Applied to every string of every event before it is encoded: the log never
+        /// sees what this removes.
+        public var redact: (@Sendable (String) -> String)?
+        /// Called on the writer thread after each durable batch, with the number of
+        /// records and each caller's wait (enqueue to acknowledgement) in nanoseconds.
+        public var onCommit: (@Sendable (_ records: Int, _ latenciesNanos: [UInt64]) -> Void)?
+        /// Called when an `emit` (which cannot throw) fails.
+        public var onError: (@Sendable (AirlockError) -> Void)?
+        /// The most events written in one batch.
+        public var maxBatch = 8192
+
+        public init(directory: String) { self.directory = directory }
+    }
+
+    public let options: Options
+    public let publicKey: AuditPublicKey
+    private let key: AuditSigningKey
+    private let lockFD: Int32
+    private let writersFD: Int32
+
+    // Shared between callers and the writer thread, under `mutex`.
+    private var mutex = pthread_mutex_t()
+    private var wake = pthread_cond_t()
+    private var acked = pthread_cond_t()
+    private var pending: [Pending] = []
+    private var closing = false
+    private var finished = false
+    private var failure: AirlockError?
+    private var thread: pthread_t?
+
+    // The writer thread's own state (and `open`'s, before the thread starts).
+    private var tail: Tail
+
+    /// What the log looked like when it was opened: repairs made, chains started.
+    public private(set) var openReport: [String] = []
+
+    private struct Pending {
+        var event: [UInt8]
+        var enqueued: UInt64
+        var waiter: Waiter
+    }
+
+    private enum Waiter {
+        case async(CheckedContinuation<UInt64, any Error>)
+        case sync(SyncSlot)
+        case none
+    }
+
+    final class SyncSlot: @unchecked Sendable {
+        var result: Result<UInt64, AirlockError>?
+    }
+
+    /// Where the log ends, as this writer last saw it.
+    private struct Tail {
+        var segment: String = ""
+        var fd: Int32 = -1
+        var size: Int = 0
+        var openedAt: Int64 = 0
+        var lastSeq: UInt64 = 0
+        var lastHash: Digest32 = .zero
+        var chain: String = ""
+        var lastIsCheckpoint = true
+        var uncheckpointed = 0
+        var firstUncheckpointedAt: UInt64 = 0
+    }
+
+    /// Opens (creating if needed) the log in `options.directory`, repairing a torn
+    /// tail and sealing a crashed writer's records; both repairs are recorded.
+    public static func open(_ options: Options) throws(AirlockError) -> AuditLog {
+        let dir = options.directory
+        try LogFiles.makeDirectory(dir)
+        let key = try AuditSigningKey.loadOrCreate(at: dir + "/" + LogFiles.keyFile)
+        let lockFD = Glibc.open(dir + "/" + LogFiles.lockFile, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lockFD >= 0 else { throw systemError("open", errno, "cannot open the audit log's lock file in \(dir)") }
+        let writersFD = Glibc.open(dir + "/" + LogFiles.writersFile, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard writersFD >= 0 else {
+            Glibc.close(lockFD)
+            throw systemError("open", errno, "cannot open the audit log's writers file in \(dir)")
+        }
+        let log = AuditLog(options: options, key: key, lockFD: lockFD, writersFD: writersFD)
+        try log.start()
+        return log
+    }
+
+    private init(options: Options, key: AuditSigningKey, lockFD: Int32, writersFD: Int32) {
+        self.options = options
+        self.key = key
+        self.publicKey = key.publicKey
+        self.lockFD = lockFD
+        self.writersFD = writersFD
+        self.tail = Tail()
+        pthread_mutex_init(&mutex, nil)
+        pthread_cond_init(&wake, nil)
+        pthread_cond_init(&acked, nil)
+    }
+
+    deinit {
+        if tail.fd >= 0 { Glibc.close(tail.fd) }
+        Glibc.close(lockFD)
+        Glibc.close(writersFD)
+        pthread_mutex_destroy(&mutex)
+        pthread_cond_destroy(&wake)
+        pthread_cond_destroy(&acked)
+    }
+
+    private var dir: String { options.directory }
+
+    private func start() throws(AirlockError) {
+        // Alone if no other writer holds `writers`: then an unsealed tail is a crash's.
+        let alone = flock(writersFD, LOCK_EX | LOCK_NB) == 0
+        guard flock(writersFD, LOCK_SH) == 0 else { throw systemError("flock", errno, "cannot register as a writer of \(dir)") }
+        try publishPublicKey()
+        try locked { () throws(AirlockError) in
+            var out: [UInt8] = []
+            let segments = try LogFiles.segments(in: dir)
+            if let last = segments.last {
+                try loadTail(segment: last, into: &out)
+                let header = try Self.header(of: dir + "/" + last)
+                if header.key != publicKey {
+                    // A different key: never continue the old chain with it.
+                    openReport.append("the signing key changed (\(header.key.id) → \(publicKey.id)): starting a new chain linked to chain \(header.chain) at seq \(tail.lastSeq)")
+                    try flush(&out)
+                    try rotate(into: &out, previousChain: (header.chain, header.key))
+                } else if alone && !tail.lastIsCheckpoint {
+                    openReport.append("the previous writer stopped without sealing records up to seq \(tail.lastSeq): sealed them with a recovery checkpoint")
+                    if out.isEmpty {  // (a torn tail was already recorded)
+                        append(event: internalEvent("audit.recovered", [
+                            ("audit.segment", .string(tail.segment)), ("audit.recovered.last_seq", .int(Int64(tail.lastSeq))),
+                            ("audit.recovered.reason", .string("the previous writer stopped without a shutdown checkpoint")),
+                        ]), into: &out)
+                    }
+                    try checkpoint(reason: "recovery", into: &out)
+                }
+            } else {
+                try rotate(into: &out, previousChain: nil)
+            }
+            try flush(&out)
+            try applyRetention(into: &out)
+            try flush(&out)
+        }
+        var t = pthread_t()
+        let box = Unmanaged.passRetained(self)
+        let rc = pthread_create(&t, nil, { arg in
+            let log = Unmanaged<AuditLog>.fromOpaque(arg!).takeRetainedValue()
+            log.writerLoop()
+            return nil
+        }, box.toOpaque())
+        guard rc == 0 else {
+            box.release()
+            throw systemError("pthread_create", rc, "cannot start the audit log writer")
+        }
+        thread = t
+    }
+
+    private func publishPublicKey() throws(AirlockError) {
+        let path = dir + "/" + LogFiles.publicKeyFile
+        let text = Array((publicKey.description + "\n").utf8)
+        if let existing = LogFiles.read(path), existing == text { return }
+        let tmp = path + ".tmp"
+        let fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw systemError("open", errno, "cannot write \(path)") }
+        defer { Glibc.close(fd) }
+        guard POSIXIO.writeAll(fd, text) == 0, fsync(fd) == 0, rename(tmp, path) == 0 else {
+            throw systemError("write", errno, "cannot write \(path)")
+        }
+    }
+
+    // MARK: Appending
+
+    /// Appends an event; returns its sequence number once it is on disk.
+    public func append(_ event: AuditEvent) async throws -> UInt64 {
+        let bytes = encode(event)
+        return try await withCheckedThrowingContinuation { c in
+            enqueue(Pending(event: bytes, enqueued: monotonicNanos(), waiter: .async(c)))
+        }
+    }
+
+    /// Appends an event and blocks until it is on disk.
+    @discardableResult
+    public func appendAndWait(_ event: AuditEvent) throws(AirlockError) -> UInt64 {
+        let slot = SyncSlot()
+        let bytes = encode(event)
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        guard enqueueLocked(Pending(event: bytes, enqueued: monotonicNanos(), waiter: .sync(slot))) else {
+            throw failure ?? AirlockError(.usage, "the audit log is closed")
+        }
+        while slot.result == nil { pthread_cond_wait(&acked, &mutex) }
+        return try slot.result!.get()
+    }
+
+    /// `EventSink`: appends and waits until the record is durable; a failure goes to
+    /// `options.onError`.
+    public func emit(_ event: AuditEvent) {
+        do { try appendAndWait(event) } catch { options.onError?(error) }
+    }
+
+    /// Seals the log with a shutdown checkpoint and stops the writer. Idempotent.
+    public func close() throws(AirlockError) {
+        pthread_mutex_lock(&mutex)
+        if !closing {
+            closing = true
+            pthread_cond_signal(&wake)
+        }
+        while !finished { pthread_cond_wait(&acked, &mutex) }
+        let f = failure
+        pthread_mutex_unlock(&mutex)
+        if let t = thread {
+            pthread_join(t, nil)
+            thread = nil
+        }
+        flock(writersFD, LOCK_UN)
+        if let f { throw f }
+    }
+
+    private func encode(_ event: AuditEvent) -> [UInt8] {
+        var e = event
+        if let redact = options.redact { e = e.redacted(redact) }
+        var out: [UInt8] = []
+        out.reserveCapacity(512)
+        e.encodedObject(seq: nil).write(into: &out)
+        return out
+    }
+
+    private func enqueue(_ p: Pending) {
+        pthread_mutex_lock(&mutex)
+        let ok = enqueueLocked(p)
+        let f = failure
+        pthread_mutex_unlock(&mutex)
+        if !ok, case .async(let c) = p.waiter { c.resume(throwing: f ?? AirlockError(.usage, "the audit log is closed")) }
+    }
+
+    private func enqueueLocked(_ p: Pending) -> Bool {
+        guard !closing, failure == nil else { return false }
+        pending.append(p)
+        if pending.count == 1 { pthread_cond_signal(&wake) }
+        return true
+    }
+
+    // MARK: The writer thread
+
+    private func writerLoop() {
+        pthread_mutex_lock(&mutex)
+        while true {
+            while pending.isEmpty && !closing && !checkpointDue() {
+                if tail.uncheckpointed > 0 {
+                    var deadline = timespec()
+                    clock_gettime(CLOCK_REALTIME, &deadline)
+                    let wait = max(0, Int64(tail.firstUncheckpointedAt) + options.checkpointInterval.nanoseconds - Int64(monotonicNanos()))
+                    let ns = Int64(deadline.tv_nsec) + wait % 1_000_000_000
+                    deadline.tv_sec += Int(wait / 1_000_000_000 + ns / 1_000_000_000)
+                    deadline.tv_nsec = Int(ns % 1_000_000_000)
+                    pthread_cond_timedwait(&wake, &mutex, &deadline)
+                } else {
+                    pthread_cond_wait(&wake, &mutex)
+                }
+            }
+            let take = min(pending.count, options.maxBatch)
+            let batch = Array(pending.prefix(take))
+            pending.removeFirst(take)
+            let shutdown = closing && pending.isEmpty
+            pthread_mutex_unlock(&mutex)
+
+            var result: Result<[UInt64], AirlockError>
+            if let f = failureSnapshot() {
+                result = .failure(f)
+            } else {
+                result = commit(batch, shutdown: shutdown)
+            }
+            let now = monotonicNanos()
+
+            pthread_mutex_lock(&mutex)
+            if case .failure(let f) = result, failure == nil { failure = f }
+            var latencies: [UInt64] = []
+            latencies.reserveCapacity(batch.count)
+            var resumes: [(CheckedContinuation<UInt64, any Error>, Result<UInt64, AirlockError>)] = []
+            for (i, p) in batch.enumerated() {
+                let r: Result<UInt64, AirlockError> = result.map { $0[i] }
+                latencies.append(now &- p.enqueued)
+                switch p.waiter {
+                case .sync(let slot): slot.result = r
+                case .async(let c): resumes.append((c, r))
+                case .none: break
+                }
+            }
+            if shutdown { finished = true }
+            pthread_cond_broadcast(&acked)
+            pthread_mutex_unlock(&mutex)
+            for (c, r) in resumes {
+                switch r {
+                case .success(let s): c.resume(returning: s)
+                case .failure(let e): c.resume(throwing: e)
+                }
+            }
+            if case .success = result, !batch.isEmpty { options.onCommit?(batch.count, latencies) }
+            pthread_mutex_lock(&mutex)
+            if shutdown { break }
+        }
+        // Fail whatever arrived while closing.
+        let leftovers = pending
+        pending.removeAll()
+        pthread_mutex_unlock(&mutex)
+        for p in leftovers { if case .async(let c) = p.waiter { c.resume(throwing: AirlockError(.usage, "the audit log is closed")) } }
+    }
+
+    private func failureSnapshot() -> AirlockError? {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return failure
+    }
+
+    /// Called with `mutex` held.
+    private func checkpointDue() -> Bool {
+        tail.uncheckpointed > 0
+            && Int64(monotonicNanos() &- tail.firstUncheckpointedAt) >= options.checkpointInterval.nanoseconds
+    }
+
+    private func commit(_ batch: [Pending], shutdown: Bool) -> Result<[UInt64], AirlockError> {
+        do throws(AirlockError) {
+            var seqs: [UInt64] = []
+            seqs.reserveCapacity(batch.count)
+            try locked { () throws(AirlockError) in
+                var out: [UInt8] = []
+                out.reserveCapacity(batch.reduce(0) { $0 + $1.event.count + 200 })
+                try syncTail(into: &out)
+                for p in batch {
+                    try rotateIfNeeded(adding: p.event.count, into: &out)
+                    seqs.append(append(event: p.event, into: &out))
+                    if tail.uncheckpointed >= options.checkpointEvery { try checkpoint(reason: "count", into: &out) }
+                }
+                if shutdown {
+                    if !tail.lastIsCheckpoint { try checkpoint(reason: "shutdown", into: &out) }
+                } else if tail.uncheckpointed > 0,
+                    Int64(monotonicNanos() &- tail.firstUncheckpointedAt) >= options.checkpointInterval.nanoseconds
+                {
+                    try checkpoint(reason: "interval", into: &out)
+                }
+                try flush(&out)
+            }
+            return .success(seqs)
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// Runs `body` holding the log's exclusive lock.
+    private func locked(_ body: () throws(AirlockError) -> Void) throws(AirlockError) {
+        while flock(lockFD, LOCK_EX) != 0 {
+            guard errno == EINTR else { throw systemError("flock", errno, "cannot lock the audit log \(dir)") }
+        }
+        defer { flock(lockFD, LOCK_UN) }
+        try body()
+    }
+
+    // MARK: Records
+
+    @discardableResult
+    private func append(event: [UInt8], into out: inout [UInt8]) -> UInt64 {
+        let seq = tail.lastSeq + 1
+        let hash = LogRecord.chainHash(seq: seq, prev: tail.lastHash, event: event)
+        LogRecord(seq: seq, prev: tail.lastHash, hash: hash, event: event).write(into: &out)
+        tail.lastSeq = seq
+        tail.lastHash = hash
+        tail.lastIsCheckpoint = false
+        if tail.uncheckpointed == 0 { tail.firstUncheckpointedAt = monotonicNanos() }
+        tail.uncheckpointed += 1
+        return seq
+    }
+
+    private func internalEvent(_ type: String, _ attributes: [(String, JSONValue)]) -> [UInt8] {
+        var out: [UInt8] = []
+        AuditEvent(type: type, identity: Identity(instance: ""), attributes: attributes).encodedObject(seq: nil).write(into: &out)
+        return out
+    }
+
+    private func checkpoint(reason: String, into out: inout [UInt8]) throws(AirlockError) {
+        let signature = try key.sign(CheckpointMessage.bytes(chain: tail.chain, seq: tail.lastSeq, hash: tail.lastHash))
+        append(event: internalEvent("audit.checkpoint", [
+            ("audit.chain.id", .string(tail.chain)), ("audit.key.id", .string(publicKey.id)),
+            ("audit.checkpoint.seq", .int(Int64(tail.lastSeq))), ("audit.checkpoint.hash", .string(tail.lastHash.description)),
+            ("audit.checkpoint.reason", .string(reason)), ("audit.signature", .string(Hex.string(signature))),
+        ]), into: &out)
+        tail.lastIsCheckpoint = true
+        tail.uncheckpointed = 0
+    }
+
+    /// Writes `out` to the current segment and makes it durable.
+    private func flush(_ out: inout [UInt8]) throws(AirlockError) {
+        guard !out.isEmpty else { return }
+        let e = POSIXIO.writeAll(tail.fd, out)
+        guard e == 0 else {
+            // Cut whatever part of the batch reached the file: nothing half-written stays.
+            _ = ftruncate(tail.fd, off_t(tail.size))
+            throw systemError("write", e, "cannot write the audit log segment \(dir)/\(tail.segment)")
+        }
+        guard fdatasync(tail.fd) == 0 else {
+            throw systemError("fdatasync", errno, "cannot make the audit log durable (\(dir)/\(tail.segment))")
+        }
+        tail.size += out.count
+        out.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: Segments
+
+    private func rotateIfNeeded(adding bytes: Int, into out: inout [UInt8]) throws(AirlockError) {
+        let tooBig = tail.size + out.count + bytes > options.maxSegmentBytes && tail.size + out.count > 0
+        let tooOld = Clock.realtimeNanos() - tail.openedAt >= options.maxSegmentAge.nanoseconds
+        guard tooBig || tooOld else { return }
+        try flush(&out)
+        try rotate(into: &out, previousChain: nil)
+        try flush(&out)
+        try applyRetention(into: &out)
+    }
+
+    /// Starts a new segment. With `previousChain` (or for the very first segment) it
+    /// starts a new chain, explicitly linked to the previous one.
+    private func rotate(into out: inout [UInt8], previousChain: (String, AuditPublicKey)?) throws(AirlockError) {
+        precondition(out.isEmpty)
+        let previous = tail.segment
+        let name = LogFiles.segmentName(firstSeq: tail.lastSeq + 1)
+        let path = dir + "/" + name
+        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw systemError("open", errno, "cannot create the audit log segment \(path)") }
+        if tail.fd >= 0 { Glibc.close(tail.fd) }
+        tail.fd = fd
+        tail.segment = name
+        tail.size = 0
+        tail.openedAt = Clock.realtimeNanos()
+        let newChain = previousChain != nil || tail.lastSeq == 0
+        if newChain { tail.chain = Self.randomID() }
+        var attrs: [(String, JSONValue)] = [
+            ("audit.chain.id", .string(tail.chain)), ("audit.key.id", .string(publicKey.id)),
+            ("audit.key.public", .string(publicKey.description)),
+            ("audit.segment.previous", previous.isEmpty ? .null : .string(previous)),
+        ]
+        if let (chain, key) = previousChain {
+            attrs.append(("audit.chain.previous", .object([
+                ("audit.chain.id", .string(chain)), ("audit.key.id", .string(key.id)),
+                ("audit.checkpoint.seq", .int(Int64(tail.lastSeq))), ("audit.checkpoint.hash", .string(tail.lastHash.description)),
+            ])))
+        }
+        append(event: internalEvent(newChain ? "audit.chain.started" : "audit.segment.opened", attrs), into: &out)
+        try flush(&out)
+        fsyncDirectory()
+    }
+
+    /// Deletes segments past retention, after recording (durably) what goes and where
+    /// the remaining chain starts, so verification still accounts for every record.
+    private func applyRetention(into out: inout [UInt8]) throws(AirlockError) {
+        guard let retention = options.retention else { return }
+        let cutoff = Clock.realtimeNanos() - retention.nanoseconds
+        let segments = try LogFiles.segments(in: dir)
+        var doomed: [String] = []
+        for (i, name) in segments.enumerated() where i < segments.count - 1 {
+            var st = stat()
+            guard stat(dir + "/" + name, &st) == 0 else { break }
+            let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+            guard mtime < cutoff else { break }
+            doomed.append(name)
+        }
+        guard !doomed.isEmpty else { return }
+        let keep = segments[doomed.count]
+        guard let first = LogFiles.read(dir + "/" + keep).flatMap({ SegmentLines(bytes: $0).first(where: { _ in true }) }),
+            case .success(let record) = LogRecord.parse(first.line)
+        else { throw AirlockError(.system, "retention: cannot read the first record of \(dir)/\(keep)") }
+        append(event: internalEvent("audit.retention", [
+            ("audit.retention.segments", .array(doomed.map { .string($0) })),
+            ("audit.retention.through_seq", .int(Int64(record.seq - 1))),
+            ("audit.retention.through_hash", .string(record.prev.description)),
+        ]), into: &out)
+        try flush(&out)
+        for name in doomed { unlink(dir + "/" + name) }
+        fsyncDirectory()
+    }
+
+    private func fsyncDirectory() {
+        let d = Glibc.open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if d >= 0 {
+            fsync(d)
+            Glibc.close(d)
+        }
+    }
+
+    /// Under the lock: if another process wrote since this writer last did, re-read
+    /// where the log ends (cutting a torn tail, which is recorded).
+    private func syncTail(into out: inout [UInt8]) throws(AirlockError) {
+        var st = stat()
+        if tail.fd >= 0, fstat(tail.fd, &st) == 0, Int(st.st_size) == tail.size, st.st_nlink > 0 {
+            // Same size: nobody appended here. Did anyone rotate past it?
+            let next = dir + "/" + LogFiles.segmentName(firstSeq: tail.lastSeq + 1)
+            if access(next, F_OK) != 0 { return }
+        }
+        let segments = try LogFiles.segments(in: dir)
+        guard let last = segments.last else { throw AirlockError(.system, "the audit log \(dir) lost all its segments while open") }
+        try loadTail(segment: last, into: &out)
+        let header = try Self.header(of: dir + "/" + last)
+        if header.key != publicKey {
+            try flush(&out)
+            try rotate(into: &out, previousChain: (header.chain, header.key))
+        }
+    }
+
+    /// Reads the end of `segment` into `tail`; cuts and records a torn last record.
+    private func loadTail(segment: String, into out: inout [UInt8]) throws(AirlockError) {
+        let path = dir + "/" + segment
+        let fd = Glibc.open(path, O_RDWR | O_APPEND | O_CLOEXEC)
+        guard fd >= 0 else { throw systemError("open", errno, "cannot open the audit log segment \(path)") }
+        var st = stat()
+        fstat(fd, &st)
+        var size = Int(st.st_size)
+        // Read backwards until the last two newlines are found (or the file starts).
+        var chunk = 4096
+        var data: [UInt8] = []
+        var start = size
+        while true {
+            start = max(0, size - chunk)
+            data = [UInt8](repeating: 0, count: size - start)
+            let n = data.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(start)) }
+            guard n == data.count else {
+                Glibc.close(fd)
+                throw systemError("pread", errno, "cannot read the audit log segment \(path)")
+            }
+            let newlines = data.lazy.filter { $0 == 0x0A }.count
+            if start == 0 || newlines >= 2 { break }
+            chunk *= 4
+        }
+        var cut = 0
+        if let lastNL = data.lastIndex(of: 0x0A) {
+            cut = data.count - (lastNL + 1)
+        } else if start == 0 {
+            cut = data.count
+        }
+        if cut > 0 {
+            guard ftruncate(fd, off_t(size - cut)) == 0, fdatasync(fd) == 0 else {
+                Glibc.close(fd)
+                throw systemError("ftruncate", errno, "cannot cut the torn tail of \(path)")
+            }
+            openReport.append("cut a torn record of \(cut) bytes at the end of \(segment)")
+            data.removeLast(cut)
+            size -= cut
+        }
+        if tail.fd >= 0 { Glibc.close(tail.fd) }
+        tail.fd = fd
+        tail.segment = segment
+        tail.size = size
+        guard let lastLine = data.split(separator: 0x0A, omittingEmptySubsequences: false).dropLast().last,
+            case .success(let record) = LogRecord.parse(lastLine)
+        else {
+            throw AirlockError(.system, "the audit log segment \(path) does not end with a valid record; run `airlock audit verify \(dir)` to see what is wrong")
+        }
+        tail.lastSeq = record.seq
+        tail.lastHash = record.hash
+        let type = (try? JSONParser.parse(record.event))?["type"]?.stringValue
+        tail.lastIsCheckpoint = type == "audit.checkpoint"
+        tail.uncheckpointed = tail.lastIsCheckpoint ? 0 : 1
+        tail.firstUncheckpointedAt = monotonicNanos()
+        let header = try Self.header(of: path)
+        tail.chain = header.chain
+        tail.openedAt = header.time
+        if cut > 0 {
+            append(event: internalEvent("audit.recovered", [
+                ("audit.segment", .string(segment)), ("audit.recovered.cut_bytes", .int(Int64(cut))),
+                ("audit.recovered.last_seq", .int(Int64(record.seq))),
+                ("audit.recovered.reason", .string("torn record at the end of the segment")),
+            ]), into: &out)
+        }
+    }
+
+    struct Header {
+        var chain: String
+        var key: AuditPublicKey
+        var time: Int64
+    }
+
+    /// The chain and key a segment's first record declares.
+    static func header(of path: String) throws(AirlockError) -> Header {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw systemError("open", errno, "cannot open \(path)") }
+        defer { Glibc.close(fd) }
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0, let nl = buf[0..<n].firstIndex(of: 0x0A), case .success(let r) = LogRecord.parse(buf[0..<nl]),
+            let event = try? JSONParser.parse(r.event), let chain = event["audit.chain.id"]?.stringValue,
+            let keyText = event["audit.key.public"]?.stringValue, let key = AuditPublicKey(keyText)
+        else { throw AirlockError(.system, "\(path) does not start with a segment header; run `airlock audit verify` on its directory") }
+        return Header(chain: chain, key: key, time: event["time"]?.stringValue.flatMap(Clock.parseRFC3339) ?? 0)
+    }
+
+    static func randomID() -> String {
+        var g = SystemRandomNumberGenerator()
+        return Hex.string(withUnsafeBytes(of: g.next() as UInt64) { Array($0) })
+    }
+}
+
+func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (s, a) = components
+        return s * 1_000_000_000 + a / 1_000_000_000
+    }
+}

@@ -1,0 +1,87 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AirlockCore
+
+/// The files of a log directory:
+///
+/// - `seg-<first seq, 20 digits>.log`: the segments, oldest first;
+/// - `audit.key` / `audit.pub`: the checkpoint signing key and its public half;
+/// - `lock`: taken exclusively for each group commit, so several writers (several
+///   `airlock` processes) can share one log;
+/// - `writers`: held shared by every open writer, so a restart can tell a crashed
+///   writer's unsealed tail from a live one's;
+/// - `index.sqlite`: the query index, a cache rebuilt from the segments.
+public enum LogFiles {
+    public static let keyFile = "audit.key"
+    public static let publicKeyFile = "audit.pub"
+    public static let lockFile = "lock"
+    public static let writersFile = "writers"
+    public static let indexFile = "index.sqlite"
+
+    public static func segmentName(firstSeq: UInt64) -> String {
+        let digits = String(firstSeq)
+        return "seg-" + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".log"
+    }
+
+    /// The first sequence number a segment's name claims, or nil if the name is not a segment's.
+    public static func firstSeq(ofSegment name: String) -> UInt64? {
+        guard name.hasPrefix("seg-"), name.hasSuffix(".log"), name.count == 28 else { return nil }
+        let digits = name.dropFirst(4).dropLast(4)
+        guard digits.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+        return UInt64(digits)
+    }
+
+    /// Segment names, oldest first.
+    public static func segments(in dir: String) throws(AirlockError) -> [String] {
+        guard let d = opendir(dir) else { throw systemError("opendir", errno, "cannot list the audit log \(dir)") }
+        defer { closedir(d) }
+        var names: [(UInt64, String)] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if let seq = firstSeq(ofSegment: name) { names.append((seq, name)) }
+        }
+        return names.sorted { $0.0 < $1.0 }.map(\.1)
+    }
+
+    /// Reads a whole file; nil with errno set on failure.
+    static func read(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        return POSIXIO.readAll(fd, upTo: Int.max - 1)
+    }
+
+    /// Creates `dir` (and parents) owner-only if missing.
+    static func makeDirectory(_ dir: String) throws(AirlockError) {
+        var path = ""
+        for part in dir.split(separator: "/", omittingEmptySubsequences: true) {
+            path += "/" + part
+            if mkdir(path, 0o700) != 0, errno != EEXIST {
+                throw systemError("mkdir", errno, "cannot create the audit log directory \(path)")
+            }
+        }
+        if !dir.hasPrefix("/") { throw AirlockError(.usage, "the audit log directory must be an absolute path: \(dir)") }
+    }
+}
+
+/// Lines of a segment: each whole line (without its newline) and where it starts,
+/// plus any bytes after the last newline (a torn tail).
+struct SegmentLines: Sequence {
+    let bytes: [UInt8]
+
+    var tornTail: Range<Int>? {
+        guard let last = bytes.lastIndex(of: 0x0A) else { return bytes.isEmpty ? nil : 0..<bytes.count }
+        return last + 1 < bytes.count ? (last + 1)..<bytes.count : nil
+    }
+
+    func makeIterator() -> AnyIterator<(offset: Int, line: ArraySlice<UInt8>)> {
+        var i = 0
+        let bytes = self.bytes
+        return AnyIterator {
+            guard i < bytes.count, let nl = bytes[i...].firstIndex(of: 0x0A) else { return nil }
+            defer { i = nl + 1 }
+            return (i, bytes[i..<nl])
+        }
+    }
+}

@@ -1,0 +1,279 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AirlockCore
+
+/// Checks a log directory: every record's hash and link, sequence continuity within
+/// and across segments, segment headers, every checkpoint's signature, key changes,
+/// retention claims, and that the log ends sealed (or is open by a live writer).
+/// It stops at the first broken record and says exactly where and what.
+public struct AuditVerifier {
+    public struct Problem: Sendable, CustomStringConvertible {
+        public var segment: String
+        /// The record's sequence number, or for a torn or unreadable line the last good one before it.
+        public var seq: UInt64?
+        public var byteOffset: Int?
+        public var message: String
+
+        public var description: String {
+            var where_ = segment
+            if let seq { where_ += ", seq \(seq)" }
+            if let byteOffset { where_ += ", byte \(byteOffset)" }
+            return "\(where_): \(message)"
+        }
+    }
+
+    public struct Report: Sendable {
+        public var segments = 0
+        public var records: UInt64 = 0
+        public var firstSeq: UInt64 = 0
+        public var lastSeq: UInt64 = 0
+        public var checkpoints = 0
+        public var lastCheckpointSeq: UInt64 = 0
+        /// Chains in order: id, key, first sequence number.
+        public var chains: [(id: String, key: AuditPublicKey, firstSeq: UInt64)] = []
+        /// Whether the last record is a checkpoint.
+        public var sealed = false
+        /// Whether a writer currently has the log open.
+        public var open = false
+        public var lastHash: Digest32 = .zero
+        public var problem: Problem?
+
+        public var ok: Bool { problem == nil }
+    }
+
+    public var directory: String
+    /// When non-empty, every chain must be signed with one of these keys.
+    public var trustedKeys: [AuditPublicKey] = []
+    /// Known-good (seq, hash) pairs, e.g. checkpoints shipped off-host: the log must
+    /// still contain each, unchanged. This is what catches a rollback to an earlier checkpoint.
+    public var anchors: [(UInt64, Digest32)] = []
+
+    public init(directory: String) { self.directory = directory }
+
+    public func verify() throws(AirlockError) -> Report {
+        var report = Report()
+        let segments = try LogFiles.segments(in: directory)
+        report.segments = segments.count
+        guard !segments.isEmpty else {
+            report.problem = Problem(segment: directory, message: "no segments (seg-*.log): this is not an audit log, or every segment was removed")
+            return report
+        }
+        var state = State()
+        for name in segments {
+            guard let bytes = LogFiles.read(directory + "/" + name) else {
+                report.problem = Problem(segment: name, message: "cannot be read: \(errnoDescription(errno))")
+                return report
+            }
+            if let p = check(segment: name, bytes: bytes, state: &state, report: &report) {
+                report.problem = p
+                return report
+            }
+        }
+        report.lastSeq = state.expected - 1
+        report.lastHash = state.prevHash
+        report.open = Self.writerIsLive(directory)
+        report.sealed = state.lastType == "audit.checkpoint"
+        let last = segments.last!
+        if report.firstSeq > 1 {
+            let covered = state.retention.contains { $0.0 + 1 == report.firstSeq && $0.1 == state.firstPrev }
+            if !covered {
+                report.problem = Problem(
+                    segment: segments[0], seq: report.firstSeq,
+                    message: "the log starts at seq \(report.firstSeq), but no audit.retention record accounts for records 1–\(report.firstSeq - 1): segments were removed from the start")
+                return report
+            }
+        }
+        for (seq, hash) in anchors {
+            guard let found = state.anchorHits[seq] else {
+                report.problem = Problem(
+                    segment: last, seq: seq,
+                    message: seq > report.lastSeq
+                        ? "the anchor seq \(seq) is beyond the end of the log (seq \(report.lastSeq)): records were removed from the end (rolled back)"
+                        : "the anchor seq \(seq) is not in the log (removed by retention?)")
+                return report
+            }
+            if found != hash {
+                report.problem = Problem(segment: last, seq: seq, message: "the record's hash \(found) differs from the anchor \(hash): the log was rewritten")
+                return report
+            }
+        }
+        if !report.sealed && !report.open {
+            report.problem = Problem(
+                segment: last, seq: report.lastSeq,
+                message: "records \(report.lastCheckpointSeq + 1)–\(report.lastSeq) are not covered by a checkpoint and no writer has the log open: "
+                    + "either records after them were removed, or the writer crashed. Opening the log for writing (any `airlock run`) seals a crashed writer's records with a recorded recovery checkpoint")
+        }
+        return report
+    }
+
+    private struct State {
+        var expected: UInt64 = 0  // 0: nothing read yet
+        var prevHash: Digest32 = .zero
+        var firstPrev: Digest32 = .zero
+        var chain: String?
+        var key: AuditPublicKey?
+        var lastType = ""
+        var retention: [(UInt64, Digest32)] = []
+        var anchorHits: [UInt64: Digest32] = [:]
+    }
+
+    private func check(segment name: String, bytes: [UInt8], state: inout State, report: inout Report) -> Problem? {
+        let lines = SegmentLines(bytes: bytes)
+        var first = true
+        let anchorSeqs = Set(anchors.map(\.0))
+        for (offset, line) in lines {
+            let before = state.expected > 0 ? state.expected - 1 : nil
+            let record: LogRecord
+            switch LogRecord.parse(line) {
+            case .success(let r): record = r
+            case .failure(let f):
+                return Problem(segment: name, seq: before, byteOffset: offset, message: "malformed record after seq \(before.map(String.init) ?? "none"): \(f)")
+            }
+            let seq = record.seq
+            if state.expected == 0 {
+                report.firstSeq = seq
+                state.firstPrev = record.prev
+                if seq == 1 && record.prev != .zero {
+                    return Problem(segment: name, seq: seq, byteOffset: offset, message: "the first record's prev is not zero")
+                }
+            } else if seq != state.expected {
+                let msg: String
+                if seq > state.expected {
+                    let missing = seq - state.expected == 1 ? "record \(state.expected) is" : "records \(state.expected)–\(seq - 1) are"
+                    msg = first
+                        ? "the segment starts at seq \(seq) but the previous segment ended at seq \(state.expected - 1): \(missing) missing (a segment was removed or cut)"
+                        : "\(missing) missing: seq \(seq) follows seq \(state.expected - 1) (records deleted)"
+                } else {
+                    msg = "seq \(seq) follows seq \(state.expected - 1): records were inserted, duplicated or reordered"
+                }
+                return Problem(segment: name, seq: seq, byteOffset: offset, message: msg)
+            }
+            if first, let claimed = LogFiles.firstSeq(ofSegment: name), claimed != seq {
+                return Problem(segment: name, seq: seq, byteOffset: offset, message: "the segment's name says it starts at seq \(claimed), but its first record is seq \(seq)")
+            }
+            let computed = LogRecord.chainHash(seq: seq, prev: record.prev, event: record.event)
+            if computed != record.hash {
+                return Problem(segment: name, seq: seq, byteOffset: offset, message: "hash mismatch: the record's content was changed (stored \(record.hash), computed \(computed))")
+            }
+            if state.expected > 0, record.prev != state.prevHash {
+                return Problem(
+                    segment: name, seq: seq, byteOffset: offset,
+                    message: "prev does not match the hash of seq \(seq - 1): seq \(seq - 1) or this record was replaced, or records were inserted or removed between them")
+            }
+            let event: JSONValue
+            do { event = try JSONParser.parse(record.event) } catch {
+                return Problem(segment: name, seq: seq, byteOffset: offset, message: "the event is not valid JSON: \(error)")
+            }
+            let type = event["type"]?.stringValue ?? ""
+            if first {
+                if let p = checkHeader(event, type: type, record: record, state: &state, report: &report, segment: name, offset: offset) { return p }
+            } else if type == "audit.chain.started" || type == "audit.segment.opened" {
+                return Problem(segment: name, seq: seq, byteOffset: offset, message: "\(type) in the middle of a segment")
+            }
+            if type == "audit.checkpoint" {
+                guard let key = state.key, let chain = state.chain else {
+                    return Problem(segment: name, seq: seq, byteOffset: offset, message: "a checkpoint before any chain header")
+                }
+                guard event["audit.checkpoint.seq"]?.intValue == Int64(seq - 1),
+                    event["audit.checkpoint.hash"]?.stringValue == state.prevHash.description
+                else {
+                    return Problem(segment: name, seq: seq, byteOffset: offset, message: "the checkpoint does not cover the record before it (seq \(seq - 1))")
+                }
+                guard event["audit.chain.id"]?.stringValue == chain, event["audit.key.id"]?.stringValue == key.id else {
+                    return Problem(segment: name, seq: seq, byteOffset: offset, message: "the checkpoint names another chain or key than the segment's (chain \(chain), key \(key.id))")
+                }
+                guard let sigHex = event["audit.signature"]?.stringValue, let sig = Hex.decode(sigHex),
+                    key.isValidSignature(sig, for: CheckpointMessage.bytes(chain: chain, seq: seq - 1, hash: state.prevHash))
+                else {
+                    return Problem(segment: name, seq: seq, byteOffset: offset, message: "the checkpoint's signature does not verify with the chain's key \(key.id): forged or altered")
+                }
+                report.checkpoints += 1
+                report.lastCheckpointSeq = seq
+            } else if type == "audit.retention" {
+                if let through = event["audit.retention.through_seq"]?.intValue, let h = event["audit.retention.through_hash"]?.stringValue,
+                    let d = Digest32(hex: h)
+                {
+                    state.retention.append((UInt64(through), d))
+                }
+            }
+            if anchorSeqs.contains(seq) { state.anchorHits[seq] = record.hash }
+            state.lastType = type
+            state.prevHash = record.hash
+            state.expected = seq + 1
+            report.records += 1
+            first = false
+        }
+        if let torn = lines.tornTail {
+            let before = state.expected > 0 ? state.expected - 1 : nil
+            return Problem(
+                segment: name, seq: before, byteOffset: torn.lowerBound,
+                message: "torn record: \(torn.count) bytes after the last complete record (seq \(before.map(String.init) ?? "none")); the log was truncated mid-record or its writer crashed mid-write (opening the log for writing cuts and records it)")
+        }
+        if first {
+            return Problem(segment: name, message: "the segment is empty")
+        }
+        return nil
+    }
+
+    private func checkHeader(
+        _ event: JSONValue, type: String, record: LogRecord, state: inout State, report: inout Report, segment: String, offset: Int
+    ) -> Problem? {
+        let seq = record.seq
+        guard type == "audit.chain.started" || type == "audit.segment.opened" else {
+            return Problem(segment: segment, seq: seq, byteOffset: offset, message: "the segment does not start with a header (audit.chain.started or audit.segment.opened) but with \(type)")
+        }
+        guard let chain = event["audit.chain.id"]?.stringValue, let keyText = event["audit.key.public"]?.stringValue,
+            let key = AuditPublicKey(keyText), event["audit.key.id"]?.stringValue == key.id
+        else {
+            return Problem(segment: segment, seq: seq, byteOffset: offset, message: "the segment header has no valid chain id and public key")
+        }
+        if type == "audit.chain.started" {
+            if let prev = event["audit.chain.previous"] {
+                guard state.expected > 0 else {
+                    // The log's first remaining record (older ones removed by retention).
+                    return adopt(chain: chain, key: key, seq: seq, state: &state, report: &report, segment: segment, offset: offset)
+                }
+                guard prev["audit.chain.id"]?.stringValue == state.chain, prev["audit.key.id"]?.stringValue == state.key?.id,
+                    prev["audit.checkpoint.seq"]?.intValue == Int64(seq - 1), prev["audit.checkpoint.hash"]?.stringValue == state.prevHash.description
+                else {
+                    return Problem(segment: segment, seq: seq, byteOffset: offset, message: "a new chain claims to continue chain \(prev["audit.chain.id"]?.stringValue ?? "?") but does not link to the end of the current chain \(state.chain ?? "?")")
+                }
+            } else if seq != 1 && state.expected > 0 {
+                return Problem(segment: segment, seq: seq, byteOffset: offset, message: "a new chain starts at seq \(seq) without linking to the previous chain \(state.chain ?? "?")")
+            }
+            return adopt(chain: chain, key: key, seq: seq, state: &state, report: &report, segment: segment, offset: offset)
+        }
+        if state.chain == nil {
+            return adopt(chain: chain, key: key, seq: seq, state: &state, report: &report, segment: segment, offset: offset)
+        }
+        guard chain == state.chain, key == state.key else {
+            return Problem(segment: segment, seq: seq, byteOffset: offset, message: "the segment header switches to chain \(chain) / key \(key.id) without starting a new linked chain (the key was replaced)")
+        }
+        return nil
+    }
+
+    private func adopt(chain: String, key: AuditPublicKey, seq: UInt64, state: inout State, report: inout Report, segment: String, offset: Int) -> Problem? {
+        if !trustedKeys.isEmpty && !trustedKeys.contains(key) {
+            return Problem(
+                segment: segment, seq: seq, byteOffset: offset,
+                message: "chain \(chain) is signed with key \(key.id), which is not a trusted key (trusted: \(trustedKeys.map(\.id).joined(separator: ", ")))")
+        }
+        state.chain = chain
+        state.key = key
+        report.chains.append((chain, key, seq))
+        return nil
+    }
+
+    /// Whether some process has the log open for writing.
+    static func writerIsLive(_ dir: String) -> Bool {
+        let fd = open(dir + "/" + LogFiles.writersFile, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+            flock(fd, LOCK_UN)
+            return false
+        }
+        return true
+    }
+}

@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "AirlockCommands",
             dependencies: [
-                "AirlockCore", "AirlockPolicy", "AirlockRuntime", "AirlockAudit",
+                "AirlockCore", "AirlockPolicy", "AirlockRuntime", "AirlockAudit", "AirlockDLP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -75,7 +75,9 @@ let package = Package(
             name: "airlock-bench", dependencies: ["AirlockCore", "AirlockAudit", "AirlockDLP"], swiftSettings: strict),
         .testTarget(name: "AirlockPolicyTests", dependencies: ["AirlockPolicy"], swiftSettings: strict),
         .testTarget(name: "AirlockDLPTests", dependencies: ["AirlockDLP"], swiftSettings: strict),
-        .testTarget(name: "AirlockAuditTests", dependencies: ["AirlockAudit"], swiftSettings: strict),
+        .testTarget(
+            name: "AirlockAuditTests", dependencies: ["AirlockAudit", .product(name: "Crypto", package: "swift-crypto"), "airlock-bench"],
+            swiftSettings: strict),
         .testTarget(name: "AirlockRuntimeTests", dependencies: ["AirlockRuntime"], swiftSettings: strict),
         .testTarget(
             name: "AirlockSandboxTests",

@@ -14,7 +14,7 @@ public struct AirlockCommand: ParsableCommand {
               126 the command was found but could not be executed
               127 the command was not found inside the sandbox
             """,
-        subcommands: [RunCommand.self, ProfilesCommand.self, PolicyCommand.self])
+        subcommands: [RunCommand.self, ProfilesCommand.self, PolicyCommand.self, AuditCommand.self])
 
     public init() {}
 

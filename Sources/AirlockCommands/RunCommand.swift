@@ -1,6 +1,7 @@
 import ArgumentParser
 import AirlockAudit
 import AirlockCore
+import AirlockDLP
 import AirlockPolicy
 import AirlockRuntime
 import Logging
@@ -49,8 +50,22 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Size of the writable /tmp (the disk budget), e.g. 1G.", valueName: "SIZE"))
     var disk: String?
 
-    @Option(name: .long, help: ArgumentHelp("Append JSON-lines events to this file.", valueName: "FILE"))
+    @Option(name: .long, help: ArgumentHelp("Also append JSON-lines events to this file.", valueName: "FILE"))
     var events: String?
+
+    @Option(name: .long, help: ArgumentHelp("Pass the secret in this variable of airlock's environment into the sandbox; its value is redacted from every event.", valueName: "NAME"))
+    var secret: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("The audit log directory (default: $AIRLOCK_AUDIT_DIR, /var/lib/airlock/audit as root, ~/.local/state/airlock/audit).", valueName: "DIR"))
+    var auditDir: String?
+
+    @Flag(name: .long, help: "Do not record this run in the audit log (loudly warned; not for production).")
+    var noAudit = false
+
+    @Option(name: .long, help: "Session id recorded with every event.") var session: String?
+    @Option(name: .long, help: "Workflow id recorded with every event.") var workflow: String?
+    @Option(name: .long, help: "Agent id recorded with every event.") var agent: String?
+    @Option(name: .long, help: "The human or service this run acts for (default: uid:<your uid>).") var principal: String?
 
     @Flag(name: .long, help: "Print the resolved sandbox spec and exit without running anything.")
     var explain = false
@@ -70,19 +85,25 @@ struct RunCommand: ParsableCommand {
             return
         }
 
-        var sink: any EventSink = NullSink()
-        if let events {
-            do { sink = try JSONLinesSink(path: events) } catch {
-                throw fail(AirlockError(.usage, "--events \(events): \(error.description)"))
-            }
-        }
+        let audit: RunAudit
+        do {
+            audit = try RunAudit(RunAudit.Settings(
+                auditDirectory: auditDir.map(AuditCommand.absolute), noAudit: noAudit, eventsFile: events,
+                identity: Identity(instance: "", session: session, workflow: workflow, agent: agent, principal: principal ?? "uid:\(getuid())"),
+                secrets: try secrets(hostEnv), environment: hostEnv))
+        } catch { throw fail(error) }
+        let sink = audit.sink
         var logger = Logger(label: "airlock")
         logger.logLevel = .warning
         let runner = SandboxRunner(logger: logger, events: sink, environment: hostEnv) { warning in
             printError("airlock: warning: \(warning)")
         }
         let outcome: RunOutcome
-        do { outcome = try runner.run(spec, marks: marks) } catch { throw fail(error) }
+        do { outcome = try runner.run(spec, marks: marks) } catch {
+            _ = audit.finish()
+            throw fail(error)
+        }
+        _ = audit.finish()
 
         if hostEnv["AIRLOCK_TIMING"] == "1" {
             for line in outcome.timeline.report { printError("airlock: timing: \(line)") }
@@ -94,6 +115,16 @@ struct RunCommand: ParsableCommand {
         }
         let code = outcome.status.shellCode
         if code != 0 { throw ExitCode(code) }
+    }
+
+    /// `--secret NAME`: the values, from airlock's own environment.
+    func secrets(_ hostEnvironment: [String: String]) throws(AirlockError) -> [Secret] {
+        try secret.map { (name: String) throws(AirlockError) -> Secret in
+            guard let value = hostEnvironment[name], !value.isEmpty else {
+                throw AirlockError(.usage, "--secret \(name): airlock's environment has no \(name) (set it, e.g. \(name)=... airlock run --secret \(name) ...)")
+            }
+            return Secret(name: name, value: value)
+        }
     }
 
     func resolve(hostEnvironment: [String: String]) throws(AirlockError) -> SandboxSpec {
@@ -114,6 +145,7 @@ struct RunCommand: ParsableCommand {
             request.mounts.append(grant)
         }
         request.env = try env.map { (s: String) throws(AirlockError) -> EnvironmentVariable in try RunRequest.parseEnvironment(s) }
+        for s in try secrets(hostEnvironment) { request.env.append(try RunRequest.parseEnvironment("\(s.name)=\(s.value)")) }
         if let timeout { request.wallClock = try Units.parseDuration(timeout) }
         if let memory { request.memory = try Units.parseBytes(memory) }
         if let cpus { request.cpus = try CLIParsing.cpus(cpus) }

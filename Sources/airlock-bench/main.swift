@@ -2,6 +2,9 @@
 //
 //   swift build -c release --static-swift-stdlib && .build/release/airlock-bench sandbox [--runs N]
 //
+//   .build/release/airlock-bench audit [--events N]   (see AuditBench.swift)
+//   .build/release/airlock-bench dlp                  (see DLPBench.swift)
+//
 // `sandbox` runs `airlock run -- /bin/true` (default profile: every namespace, cgroup
 // limits, seccomp, Landlock), `bwrap --unshare-all --ro-bind / / /bin/true` and
 // `unshare -Urmpfn --mount-proc /bin/true`, alternating, and prints median, p95 and
@@ -210,10 +213,19 @@ func sandboxBenchmark(runs: Int) -> Int32 {
 let args = Array(CommandLine.arguments.dropFirst())
 var runs = 200
 if let i = args.firstIndex(of: "--runs"), i + 1 < args.count, let n = Int(args[i + 1]), n > 0 { runs = n }
+var events = 400_000
+if let i = args.firstIndex(of: "--events"), i + 1 < args.count, let n = Int(args[i + 1]), n > 0 { events = n }
 switch args.first {
 case "sandbox", nil:
     exit(sandboxBenchmark(runs: runs))
+case "audit":
+    exit(await auditBenchmark(events: events))
+case "audit-crash-writer" where args.count == 2:
+    exit(await auditCrashWriter(directory: args[1]))
+case "dlp":
+    for line in runDLPBench(iterations: runs * 100) { print(line) }
+    exit(0)
 default:
-    print("usage: airlock-bench sandbox [--runs N]")
+    print("usage: airlock-bench sandbox [--runs N] | audit [--events N] | dlp [--runs N] | audit-crash-writer DIR")
     exit(2)
 }

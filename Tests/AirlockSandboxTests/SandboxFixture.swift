@@ -41,7 +41,7 @@ struct Airlock {
         p.currentDirectoryURL = URL(fileURLWithPath: cwd)
         var env = [
             "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/root", "AIRLOCK_TEST_CANARY": Fixture.canary,
-            "TMPDIR": Fixture.tmpdir,
+            "TMPDIR": Fixture.tmpdir, "AIRLOCK_AUDIT_DIR": Fixture.auditDirectory(uid: uid ?? 0),
         ]
         env.merge(environment) { $1 }
         p.environment = env
@@ -73,6 +73,9 @@ struct Airlock {
 /// compared after it.
 final class Fixture {
     static let canary = "canary-\(UInt64.random(in: 1...UInt64.max))"
+    /// The audit log of the runs of one uid during the tests (each uid owns its own).
+    static func auditDirectory(uid: UInt32) -> String { "/var/tmp/airlock-test-audit-\(getpid())-\(uid)" }
+
     /// airlock's TMPDIR during the tests: it must still be empty after every run.
     static let tmpdir: String = {
         let dir = "/var/tmp/airlock-test-tmpdir-\(getpid())"

@@ -85,3 +85,16 @@ struct SegmentLines: Sequence {
         }
     }
 }
+
+extension LogFiles {
+    /// Where the audit log lives unless told otherwise: `$AIRLOCK_AUDIT_DIR`; as root
+    /// `/var/lib/airlock/audit`; otherwise `$XDG_STATE_HOME/airlock/audit` or
+    /// `~/.local/state/airlock/audit`.
+    public static func defaultDirectory(environment env: [String: String], uid: uid_t = geteuid()) -> String? {
+        if let d = env["AIRLOCK_AUDIT_DIR"], !d.isEmpty { return d }
+        if uid == 0 { return "/var/lib/airlock/audit" }
+        if let s = env["XDG_STATE_HOME"], s.hasPrefix("/") { return s + "/airlock/audit" }
+        if let h = env["HOME"], h.hasPrefix("/") { return h + "/.local/state/airlock/audit" }
+        return nil
+    }
+}

@@ -1,0 +1,194 @@
+import ArgumentParser
+import AirlockAudit
+import AirlockCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `airlock audit`: verify, read and query the tamper-evident audit log.
+struct AuditCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit",
+        abstract: "Verify, read and query the tamper-evident audit log.",
+        discussion: """
+            DIR defaults to $AIRLOCK_AUDIT_DIR, else /var/lib/airlock/audit as root, else
+            ~/.local/state/airlock/audit. See docs/audit.md.
+            """,
+        subcommands: [Verify.self, Tail.self, Query.self, Key.self])
+
+    static func directory(_ explicit: String?) throws -> String {
+        if let explicit { return absolute(explicit) }
+        guard let d = LogFiles.defaultDirectory(environment: HostEnvironment.current()) else {
+            throw fail(AirlockError(.usage, "no audit log directory: pass DIR or set AIRLOCK_AUDIT_DIR"))
+        }
+        return d
+    }
+
+    static func absolute(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        guard let cwd = try? HostEnvironment.currentDirectory() else { return path }
+        return cwd + "/" + path
+    }
+
+    static func requireLog(_ dir: String) throws {
+        var st = stat()
+        guard stat(dir, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+            throw fail(AirlockError(.usage, "\(dir) is not an audit log directory (it does not exist)"))
+        }
+    }
+
+    /// One record as a JSON line: `seq`, then the event's own fields.
+    static func render(_ r: LogRecord) -> String {
+        guard case .object(let pairs)? = try? JSONParser.parse(r.event) else { return String(decoding: r.event, as: UTF8.self) }
+        var out = pairs
+        out.insert(("seq", .int(Int64(r.seq))), at: min(1, out.count))
+        return JSONValue.object(out).encoded()
+    }
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check every hash, link and signature; report the first broken record.",
+            discussion: """
+                Exit status: 0 when the log verifies, 1 when it does not (the first problem is
+                printed as SEGMENT, seq N, byte B: what is wrong), 64 on a usage error.
+                """)
+
+        @Argument(help: "The log directory.") var dir: String?
+        @Option(name: .long, help: ArgumentHelp("Trust only this public key (ed25519:<hex>, or a file holding it, e.g. one exported with `airlock audit key`). Repeatable.", valueName: "KEY"))
+        var key: [String] = []
+        @Option(name: .long, help: ArgumentHelp("A record known to exist, as SEQ:HASH (e.g. a head shipped off-host): catches rollback. Repeatable.", valueName: "SEQ:HASH"))
+        var anchor: [String] = []
+
+        func run() throws {
+            let dir = try AuditCommand.directory(dir)
+            try AuditCommand.requireLog(dir)
+            var v = AuditVerifier(directory: dir)
+            for k in key {
+                var text = k
+                if !k.hasPrefix("ed25519:"), let bytes = readWholeFile(k) { text = String(decoding: bytes, as: UTF8.self) }
+                guard let pk = AuditPublicKey(text) else {
+                    throw fail(AirlockError(.usage, "--key \(k): expected ed25519:<64 hex digits> or a file holding it (see `airlock audit key`)"))
+                }
+                v.trustedKeys.append(pk)
+            }
+            for a in anchor {
+                let parts = a.split(separator: ":", maxSplits: 1)
+                guard parts.count == 2, let seq = UInt64(parts[0]), let h = Digest32(hex: String(parts[1])) else {
+                    throw fail(AirlockError(.usage, "--anchor \(a): expected SEQ:HASH, e.g. 1042:<64 lowercase hex digits>"))
+                }
+                v.anchors.append((seq, h))
+            }
+            let r: AuditVerifier.Report
+            do { r = try v.verify() } catch { throw fail(error) }
+            if let p = r.problem {
+                printError("airlock: audit log \(dir) does NOT verify")
+                printError("  \(p)")
+                throw ExitCode(1)
+            }
+            print("ok: \(r.records) records (seq \(r.firstSeq)–\(r.lastSeq)) in \(r.segments) segment(s), \(r.checkpoints) signed checkpoint(s)")
+            for c in r.chains { print("chain \(c.id) from seq \(c.firstSeq), key \(c.key.id) (\(c.key))") }
+            print(r.sealed ? "sealed: the last record is a checkpoint" : "open: a writer is running; records after seq \(r.lastCheckpointSeq) are not yet checkpointed")
+            print("head: \(r.lastSeq):\(r.lastHash)")
+        }
+    }
+
+    struct Tail: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the newest records; with -f, keep printing new ones.")
+
+        @Argument(help: "The log directory.") var dir: String?
+        @Option(name: .short, help: "How many records to print first.") var n: Int = 10
+        @Flag(name: .short, help: "Follow: wait for new records (Ctrl-C to stop).") var follow = false
+
+        func run() throws {
+            let dir = try AuditCommand.directory(dir)
+            try AuditCommand.requireLog(dir)
+            var reader = LogReader(directory: dir)
+            do {
+                func emit(_ records: [LogRecord]) {
+                    guard !records.isEmpty else { return }
+                    POSIXIO.writeAll(1, Array(records.map { AuditCommand.render($0) + "\n" }.joined().utf8))
+                }
+                emit(try reader.last(max(0, n)))
+                while follow {
+                    usleep(200_000)
+                    emit(try reader.next())
+                }
+            } catch { throw fail(error) }
+        }
+    }
+
+    struct Query: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Find records through the index (rebuilt from the log when missing).",
+            discussion: """
+                Filters combine with AND; a value ending in * matches a prefix (--type 'process.*').
+                Example: airlock audit query --instance sbx-3db49326401a3a2e --since 1h --decision deny
+                """)
+
+        @Argument(help: "The log directory.") var dir: String?
+        @Option(name: .long, help: "Sandbox instance id (airlock.sandbox.id).") var instance: String?
+        @Option(name: .long, help: "Event type, e.g. process.exited.") var type: String?
+        @Option(name: .long, help: "Session id.") var session: String?
+        @Option(name: .long, help: "Agent id.") var agent: String?
+        @Option(name: .long, help: "Principal (enduser.id).") var principal: String?
+        @Option(name: .long, help: "Decision verdict: allow, deny, redact, alert.") var decision: String?
+        @Option(name: .long, help: ArgumentHelp("Only records newer than this: a duration (1h, 30m) or an RFC 3339 time.", valueName: "WHEN")) var since: String?
+        @Option(name: .long, help: ArgumentHelp("Only records older than this: a duration ago or an RFC 3339 time.", valueName: "WHEN")) var until: String?
+        @Option(name: .long, help: "At most this many (the newest).") var limit: Int?
+
+        func run() throws {
+            let dir = try AuditCommand.directory(dir)
+            try AuditCommand.requireLog(dir)
+            var q = AuditIndex.Query()
+            q.instance = instance
+            q.type = type
+            q.session = session
+            q.agent = agent
+            q.principal = principal
+            q.decision = decision
+            q.limit = limit
+            q.since = try since.map { try Self.when($0, "--since") }
+            q.until = try until.map { try Self.when($0, "--until") }
+            do {
+                let index = try AuditIndex(logDirectory: dir)
+                for hit in try index.query(q) {
+                    guard let r = index.record(hit) else {
+                        throw AirlockError(.system, "seq \(hit.seq) is indexed in \(hit.segment) but is not there any more; run `airlock audit verify \(dir)`")
+                    }
+                    print(AuditCommand.render(r))
+                }
+            } catch let e as AirlockError { throw fail(e) }
+        }
+
+        static func when(_ text: String, _ flag: String) throws -> Int64 {
+            if let t = Clock.parseRFC3339(text) { return t }
+            if let d = try? Units.parseDuration(text) {
+                let (s, a) = d.components
+                return Clock.realtimeNanos() - (s * 1_000_000_000 + a / 1_000_000_000)
+            }
+            throw fail(AirlockError(.usage, "\(flag) \(text): expected a duration such as 1h or 30m, or an RFC 3339 time such as 2026-11-23T10:00:00Z"))
+        }
+    }
+
+    struct Key: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the log's public key (ed25519:<hex>), for `audit verify --key` elsewhere.")
+
+        @Argument(help: "The log directory.") var dir: String?
+
+        func run() throws {
+            let dir = try AuditCommand.directory(dir)
+            guard let bytes = readWholeFile(dir + "/" + LogFiles.publicKeyFile),
+                let key = AuditPublicKey(String(decoding: bytes, as: UTF8.self))
+            else { throw fail(AirlockError(.usage, "\(dir) has no readable \(LogFiles.publicKeyFile): has anything been logged there yet?")) }
+            print(key)
+        }
+    }
+}
+
+func readWholeFile(_ path: String) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    return POSIXIO.readAll(fd, upTo: 1 << 20)
+}

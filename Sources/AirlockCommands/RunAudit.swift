@@ -1,0 +1,105 @@
+import AirlockAudit
+import AirlockCore
+import AirlockDLP
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where a run's events go: stamped with who started it, redacted (the run's secret
+/// values in every encoding the DLP scanner knows, and any credential it
+/// recognises), then written to the audit log, the `--events` file and the
+/// telemetry exporters. The audit log is on by default and fails closed: a run whose
+/// events cannot be recorded does not start.
+final class RunAudit {
+    let sink: any EventSink
+    private let log: AuditLog?
+    private let failures = FailureCounter()
+
+    struct Settings {
+        var auditDirectory: String?
+        var noAudit = false
+        var eventsFile: String?
+        var identity: Identity
+        var secrets: [Secret]
+        var environment: [String: String]
+    }
+
+    init(_ s: Settings) throws(AirlockError) {
+        let scanner = DLPScanner(secrets: s.secrets)
+        for name in scanner.ignoredSecrets {
+            printError("airlock: warning: secret \(name) is shorter than \(DLPScanner.minimumSecretLength) bytes: it cannot be told apart from ordinary text and is NOT redacted from events")
+        }
+        let redact: @Sendable (String) -> String = { scanner.redact($0) }
+        var sinks: [any EventSink] = []
+        if s.noAudit {
+            printError("airlock: warning: --no-audit: this run is NOT recorded in the tamper-evident audit log")
+            log = nil
+        } else {
+            guard let dir = s.auditDirectory ?? LogFiles.defaultDirectory(environment: s.environment) else {
+                throw AirlockError(.usage, "no audit log directory: set AIRLOCK_AUDIT_DIR or pass --audit-dir (or --no-audit to run unrecorded)")
+            }
+            var o = AuditLog.Options(directory: dir)
+            let failures = self.failures
+            o.onError = { error in
+                failures.add()
+                printError("airlock: error: the audit log could not record an event: \(error)")
+            }
+            do { log = try AuditLog.open(o) } catch {
+                throw AirlockError(
+                    .sandboxSetup,
+                    "cannot open the audit log \(dir): \(error.message); fix it, choose another with --audit-dir or AIRLOCK_AUDIT_DIR, or pass --no-audit to run unrecorded",
+                    cause: error.cause)
+            }
+            for line in log!.openReport { printError("airlock: audit: \(line)") }
+            sinks.append(log!)
+        }
+        if let file = s.eventsFile {
+            do { sinks.append(try JSONLinesSink(path: file)) } catch {
+                try? log?.close()
+                throw AirlockError(.usage, "--events \(file): \(error.description)")
+            }
+        }
+        sink = StampingSink(identity: s.identity, redact: redact, next: FanOutSink(sinks))
+    }
+
+    /// Seals the log (shutdown checkpoint). Returns false if anything could not be recorded.
+    func finish() -> Bool {
+        do { try log?.close() } catch {
+            printError("airlock: error: the audit log could not be sealed: \(error)")
+            return false
+        }
+        return failures.count == 0
+    }
+}
+
+/// Adds the run's identity (the runtime knows only the instance) and redacts.
+struct StampingSink: EventSink {
+    let identity: Identity
+    let redact: @Sendable (String) -> String
+    let next: any EventSink
+
+    func emit(_ event: AuditEvent) {
+        var e = event
+        e.identity.session = e.identity.session ?? identity.session
+        e.identity.workflow = e.identity.workflow ?? identity.workflow
+        e.identity.agent = e.identity.agent ?? identity.agent
+        e.identity.principal = e.identity.principal ?? identity.principal
+        next.emit(e.redacted(redact))
+    }
+}
+
+final class FailureCounter: @unchecked Sendable {
+    private var n = 0
+    private var m = pthread_mutex_t()
+    init() { pthread_mutex_init(&m, nil) }
+    func add() {
+        pthread_mutex_lock(&m)
+        n += 1
+        pthread_mutex_unlock(&m)
+    }
+    var count: Int {
+        pthread_mutex_lock(&m)
+        defer { pthread_mutex_unlock(&m) }
+        return n
+    }
+}

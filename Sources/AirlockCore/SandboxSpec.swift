@@ -24,13 +24,15 @@ public struct SandboxSpec: Sendable, Equatable, Codable {
     public var landlock: Enforcement
     /// cgroup limits; `required` fails the run where cgroups cannot be used (rootless without delegation).
     public var cgroups: Enforcement
+    /// Resource sampling and the alert rules evaluated on it (none by default: no sampling).
+    public var monitor: MonitorSpec
 
     public init(
         profile: String, runtime: RuntimeTier = .namespace, command: [String],
         environment: [EnvironmentVariable] = [], workingDirectory: String = "/workspace",
         user: SandboxUser = .agent, hostname: String = "airlock", filesystem: FilesystemSpec = .init(),
         network: NetworkSpec = .init(), limits: Limits = .init(), syscalls: SyscallProfile = .default,
-        landlock: Enforcement = .bestEffort, cgroups: Enforcement = .bestEffort
+        landlock: Enforcement = .bestEffort, cgroups: Enforcement = .bestEffort, monitor: MonitorSpec = .init()
     ) {
         self.profile = profile
         self.runtime = runtime
@@ -45,6 +47,7 @@ public struct SandboxSpec: Sendable, Equatable, Codable {
         self.syscalls = syscalls
         self.landlock = landlock
         self.cgroups = cgroups
+        self.monitor = monitor
     }
 }
 
@@ -240,4 +243,74 @@ public struct Limits: Sendable, Equatable, Codable {
         self.openFiles = openFiles
         self.fileSize = fileSize
     }
+}
+
+/// How a sandbox is watched while it runs: its cgroup sampled every `interval`, and each
+/// sample checked against `alerts` (docs/policy.md, "alerts"). No rules, no sampling.
+public struct MonitorSpec: Sendable, Equatable, Codable {
+    /// Time between two samples.
+    public var interval: Duration
+    public var alerts: [AlertRule]
+
+    public init(interval: Duration = MonitorSpec.defaultInterval, alerts: [AlertRule] = []) {
+        self.interval = interval
+        self.alerts = alerts
+    }
+
+    public static let defaultInterval: Duration = .seconds(1)
+    /// The shortest and longest sampling intervals a profile may ask for.
+    public static let intervalRange: ClosedRange<Duration> = .milliseconds(100) ... .seconds(60)
+}
+
+/// One alert rule: a condition on the sandbox's resource use, and what to do when it holds.
+/// Each rule fires at most once per run.
+public struct AlertRule: Sendable, Equatable, Codable {
+    /// Unique within a profile; recorded as the decision's rule.
+    public var name: String
+    public var condition: AlertCondition
+    public var action: AlertAction
+
+    public init(name: String, condition: AlertCondition, action: AlertAction = .alert) {
+        self.name = name
+        self.condition = condition
+        self.action = action
+    }
+}
+
+public enum AlertAction: String, Sendable, Codable, CaseIterable {
+    /// Record an `alert.fired` event; the sandbox keeps running.
+    case alert
+    /// Record the event, then end the run the way a limit does (exit status 124).
+    case stop
+}
+
+public enum AlertCondition: Sendable, Equatable, Codable {
+    /// CPU use above `percent` of the sandbox's CPU quota (`limits.cpus`; one core when the
+    /// sandbox has no CPU limit), measured over each sampling interval, for at least `duration`.
+    case cpu(percent: Double, for: Duration)
+    /// Memory in use (the cgroup's count, page cache included) above the threshold for at least `duration`.
+    case memory(MemoryThreshold, for: Duration)
+    /// More than `count` processes and threads for at least `duration`.
+    case pidsAbove(Int, for: Duration)
+    /// The number of processes and threads grew by at least `count` within `window`.
+    case pidsIncrease(Int, within: Duration)
+    /// A process runs an executable whose path (as seen inside the sandbox) matches none of
+    /// these glob patterns (`fnmatch` with `FNM_PATHNAME`: `*` does not cross `/`).
+    case exec(allow: [String])
+
+    /// The metric the condition reads: `cpu`, `memory`, `pids` or `exec`.
+    public var metric: String {
+        switch self {
+        case .cpu: "cpu"
+        case .memory: "memory"
+        case .pidsAbove, .pidsIncrease: "pids"
+        case .exec: "exec"
+        }
+    }
+}
+
+public enum MemoryThreshold: Sendable, Equatable, Codable {
+    case bytes(UInt64)
+    /// Percent of the sandbox's memory limit (a limit is then required).
+    case percent(Double)
 }

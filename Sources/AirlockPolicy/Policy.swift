@@ -37,11 +37,18 @@ import AirlockCore
 ///     syscalls: default           # default | strict
 ///     landlock: best-effort       # best-effort | required
 ///     cgroups: best-effort        # best-effort | required
+///     monitor: { interval: 1s }   # resource sampling, 100ms … 1m
+///     alerts:                     # each: name, one metric (cpu | memory | pids | exec), action alert | stop
+///       - { name: cpu-spin, cpu: { above: 90%, for: 60s }, action: stop }
+///       - { name: fork-burst, pids: { increase: 50, within: 5s } }
+///       - { name: memory-high, memory: { above: 80% } }          # or a size, e.g. 1G
+///       - { name: unexpected-exec, exec: { allow: [/usr/bin/python3*, /bin/sh] } }
 /// ```
 ///
 /// **`extends`.** A child's fields override its parent's one by one; mappings merge key by
 /// key (`environment.set` included); lists replace the parent's, except `filesystem.deny` and
-/// `filesystem.etc`, which add to it. `description` is not inherited. `extends` names a profile
+/// `filesystem.etc`, which add to it, and `alerts`, which adds to it by name (a child rule
+/// replaces the parent's rule of the same name). `description` is not inherited. `extends` names a profile
 /// of the same file or, when the file has no profile of that name (or a profile extends its
 /// own name, as in `default: {extends: default}`), a built-in profile. Loops and unknown
 /// parents are errors.

@@ -20,7 +20,7 @@ struct PolicyReader {
     static let topLevelKeys = ["profiles"]
     static let profileKeys = [
         "description", "extends", "runtime", "user", "filesystem", "network", "environment", "limits",
-        "syscalls", "landlock", "cgroups",
+        "syscalls", "landlock", "cgroups", "alerts", "monitor",
     ]
     static let filesystemKeys = ["workspace", "deny", "mounts", "tmp_size", "home_size", "etc"]
     static let mountKeys = ["source", "target", "mode"]
@@ -118,6 +118,8 @@ struct PolicyReader {
             case "syscalls": profile.syscalls = readEnum(value, field: "syscalls", SyscallProfile.self)
             case "landlock": profile.landlock = readEnum(value, field: "landlock", Enforcement.self)
             case "cgroups": profile.cgroups = readEnum(value, field: "cgroups", Enforcement.self)
+            case "alerts": profile.alerts = readAlerts(value)
+            case "monitor": profile.monitorInterval = readMonitor(value)
             default: break
             }
         }

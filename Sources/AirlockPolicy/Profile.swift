@@ -24,12 +24,18 @@ public struct Profile: Sendable, Equatable {
     public var syscalls: SyscallProfile?
     public var landlock: Enforcement?
     public var cgroups: Enforcement?
+    /// Alert rules, in the order written. A child's rules add to its parent's; a child rule
+    /// with the name of a parent's rule replaces it (in the parent's place).
+    public var alerts: [AlertRule]?
+    /// Time between two resource samples (`monitor.interval`).
+    public var monitorInterval: Duration?
 
     public init(
         description: String? = nil, extends: String? = nil, runtime: RuntimeTier? = nil,
         user: SandboxUser? = nil, filesystem: Filesystem = .init(), network: NetworkSpec.Mode? = nil,
         environment: Environment = .init(), limits: Limits = .init(), syscalls: SyscallProfile? = nil,
-        landlock: Enforcement? = nil, cgroups: Enforcement? = nil
+        landlock: Enforcement? = nil, cgroups: Enforcement? = nil, alerts: [AlertRule]? = nil,
+        monitorInterval: Duration? = nil
     ) {
         self.description = description
         self.extends = extends
@@ -42,6 +48,8 @@ public struct Profile: Sendable, Equatable {
         self.syscalls = syscalls
         self.landlock = landlock
         self.cgroups = cgroups
+        self.alerts = alerts
+        self.monitorInterval = monitorInterval
     }
 
     public struct Filesystem: Sendable, Equatable {
@@ -121,6 +129,8 @@ public struct Profile: Sendable, Equatable {
         m.syscalls = child.syscalls ?? parent.syscalls
         m.landlock = child.landlock ?? parent.landlock
         m.cgroups = child.cgroups ?? parent.cgroups
+        m.alerts = mergingRules(parent.alerts, child.alerts)
+        m.monitorInterval = child.monitorInterval ?? parent.monitorInterval
 
         let (pf, cf) = (parent.filesystem, child.filesystem)
         m.filesystem.workspace = cf.workspace ?? pf.workspace
@@ -151,6 +161,16 @@ public struct Profile: Sendable, Equatable {
         guard parent != nil || child != nil else { return nil }
         var out: [String] = []
         for item in (parent ?? []) + (child ?? []) where !out.contains(item) { out.append(item) }
+        return out
+    }
+
+    /// The parent's rules, each replaced by the child's rule of the same name, then the child's others.
+    static func mergingRules(_ parent: [AlertRule]?, _ child: [AlertRule]?) -> [AlertRule]? {
+        guard let child else { return parent }
+        var out = parent ?? []
+        for rule in child {
+            if let i = out.firstIndex(where: { $0.name == rule.name }) { out[i] = rule } else { out.append(rule) }
+        }
         return out
     }
 

@@ -95,6 +95,7 @@ public enum Resolver {
         }
         if r.disk == 0 { usage.append("--disk must be greater than zero") }
         guard usage.isEmpty else { throw AirlockError(.usage, usage.joined(separator: "\n")) }
+        let monitor = try resolveMonitor(profile, name: r.profile, limits: limits)
 
         let user = profile.user ?? .agent
         var filesystem = FilesystemSpec(workspace: workspace, mounts: mounts)
@@ -115,7 +116,33 @@ public enum Resolver {
             limits: limits,
             syscalls: profile.syscalls ?? .default,
             landlock: profile.landlock ?? .bestEffort,
-            cgroups: profile.cgroups ?? .bestEffort)
+            cgroups: profile.cgroups ?? .bestEffort,
+            monitor: monitor)
+    }
+
+    /// The alert rules against the limits that take effect (the profile's or the flags'): a
+    /// percentage of the memory limit needs one, and a CPU percentage above the CPU quota
+    /// could never be reached.
+    static func resolveMonitor(_ p: Profile, name: String, limits: Limits) throws(AirlockError) -> MonitorSpec {
+        let rules = p.alerts ?? []
+        var problems: [String] = []
+        for rule in rules {
+            switch rule.condition {
+            case .memory(.percent(let pct), _) where limits.memoryBytes == nil:
+                problems.append(
+                    "alert '\(rule.name)': memory above \(PolicyReader.formatPercent(pct)) is a share of the memory limit, and this run has none; give limits.memory (or --memory), or write the threshold as a size, e.g. above: 1G"
+                )
+            case .cpu(let pct, _) where pct > 100 && limits.cpus != nil:
+                problems.append(
+                    "alert '\(rule.name)': cpu above \(PolicyReader.formatPercent(pct)) can never fire: the percentage is of the CPU quota (limits.cpus), which the sandbox cannot exceed; use at most 100%"
+                )
+            default: break
+            }
+        }
+        guard problems.isEmpty else {
+            throw AirlockError(.policy, problems.map { "profile '\(name)': \($0)" }.joined(separator: "\n"))
+        }
+        return MonitorSpec(interval: p.monitorInterval ?? MonitorSpec.defaultInterval, alerts: rules)
     }
 
     // MARK: Parts
@@ -221,6 +248,30 @@ public enum Resolver {
         for n in p.environment.pass ?? [] { if let s = PathRules.passThroughProblem(n) { problems.append("environment.pass: \(s)") } }
         for v in p.environment.set ?? [] where !PathRules.isValidEnvironmentName(v.name) {
             problems.append("environment.set: '\(v.name.escapedForMessage)' is not a valid environment variable name")
+        }
+        var ruleNames: Set<String> = []
+        for rule in p.alerts ?? [] {
+            if !PolicyReader.isValidProfileName(rule.name) || !ruleNames.insert(rule.name).inserted {
+                problems.append("alert name '\(rule.name.escapedForMessage)' is invalid or used twice")
+            }
+            switch rule.condition {
+            case .cpu(let pct, let d) where !(pct > 0 && pct <= PolicyReader.maximumCPUPercent) || d < .zero:
+                problems.append("alert '\(rule.name)': cpu.above must be greater than 0% and at most 102400%")
+            case .memory(.percent(let pct), let d) where !(pct > 0 && pct <= 100) || d < .zero:
+                problems.append("alert '\(rule.name)': memory.above must be greater than 0% and at most 100%")
+            case .memory(.bytes(0), _):
+                problems.append("alert '\(rule.name)': memory.above must be greater than zero")
+            case .pidsAbove(let n, let d) where n < 1 || d < .zero:
+                problems.append("alert '\(rule.name)': pids.above must be at least 1")
+            case .pidsIncrease(let n, let w) where n < 1 || w <= .zero:
+                problems.append("alert '\(rule.name)': pids.increase must be at least 1 within a window greater than zero")
+            case .exec(let allow) where allow.contains { !$0.hasPrefix("/") || $0.unicodeScalars.contains("\0") }:
+                problems.append("alert '\(rule.name)': exec.allow patterns must be absolute paths")
+            default: break
+            }
+        }
+        if let i = p.monitorInterval, !MonitorSpec.intervalRange.contains(i) {
+            problems.append("monitor.interval must be from 100ms to 1m")
         }
         guard problems.isEmpty else {
             throw AirlockError(.policy, problems.map { "profile '\(name)': \($0)" }.joined(separator: "\n"))

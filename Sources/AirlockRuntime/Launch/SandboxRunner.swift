@@ -26,6 +26,8 @@ public enum StopReason: Equatable, Sendable {
     case memory(UInt64)
     /// The supervising `airlock` process disappeared.
     case lifeline
+    /// An alert rule with `action: stop` fired (`reason` says what it measured).
+    case alert(rule: String, reason: String)
 
     /// The one line printed on stderr, after `airlock: stopped: `.
     public var message: String {
@@ -33,6 +35,7 @@ public enum StopReason: Equatable, Sendable {
         case .wallClock(let d): "wall-clock limit \(Units.formatDuration(d)) reached"
         case .memory(let b): "memory limit \(Units.formatBytes(b)) exceeded"
         case .lifeline: "the supervising airlock process went away"
+        case .alert(let rule, let reason): "alert \(rule): \(reason)"
         }
     }
 
@@ -41,6 +44,7 @@ public enum StopReason: Equatable, Sendable {
         case .wallClock: "wall_clock"
         case .memory: "memory"
         case .lifeline: "lifeline"
+        case .alert: "alert"
         }
     }
 }
@@ -189,6 +193,10 @@ public struct SandboxRunner: Sendable {
             if spec.limits.memoryBytes != nil || spec.limits.cpus != nil || spec.limits.pids != nil {
                 warn(reason.contains("NOT enforced") ? reason : "memory, cpu and process limits are NOT enforced: \(reason)")
             }
+            if !spec.monitor.alerts.isEmpty {
+                let names = spec.monitor.alerts.map(\.name).joined(separator: ", ")
+                warn("alert rules (\(names)) are NOT evaluated: they sample the sandbox's cgroup, and \(reason)")
+            }
         }
         marks.append(("cgroup", Timing.now()))
         if let cgroup {
@@ -249,6 +257,10 @@ public struct SandboxRunner: Sendable {
         let process = try HelperProcess.spawn(helper: helper, plan: plan, workspaceLock: guardian?.lockFD)
         var session = StatusSession()
         let sink = self.events
+        // Alert rules are sampled from the cgroup once the command runs; without a cgroup
+        // they cannot be evaluated (said above, with the cgroup warning).
+        var monitor: ResourceMonitor?
+        var monitorError: AirlockError?
         process.supervise { line in
             session.consume(line)
             // Written as it happens, not after the command ends.
@@ -256,9 +268,20 @@ public struct SandboxRunner: Sendable {
                 sink.emit(AuditEvent(type: "process.started", instance: instance, attributes: [
                     ("process.vpid", .int(Int64(pid))), ("process.command_args", .array(spec.command.map { .string($0) })),
                 ]))
+                if let cgroup, !spec.monitor.alerts.isEmpty, monitor == nil {
+                    do throws(AirlockError) {
+                        monitor = try Self.startMonitor(spec, cgroup: cgroup, helper: helper, instance: instance, sink: sink)
+                    } catch {
+                        monitorError = error
+                        _ = kill(process.pid, SIGKILL)
+                    }
+                }
             }
         }
+        // Deterministically, before the helper is reaped and the cgroup removed.
+        monitor?.stop()
         let helperStatus = process.wait()
+        if let monitorError { throw monitorError }
         marks.append(contentsOf: session.marks)
         marks.append(("reaped", Timing.now()))
 
@@ -273,7 +296,9 @@ public struct SandboxRunner: Sendable {
         let usage = cgroup?.usage()
         var status = session.commandStatus ?? helperStatus
         var stop: StopReason?
-        if session.timedOut, let wall = spec.limits.wallClock {
+        if let firing = monitor?.stopFiring {
+            stop = .alert(rule: firing.rule.name, reason: firing.reason)
+        } else if session.timedOut, let wall = spec.limits.wallClock {
             stop = .wallClock(wall)
         } else if let usage, usage.oomKills > 0, let mem = spec.limits.memoryBytes,
             status == .signaled(SIGKILL) || session.commandStatus == nil
@@ -319,6 +344,41 @@ public struct SandboxRunner: Sendable {
             instance: instance, status: status, stopReason: stop, warnings: warnings, usage: usage,
             landlockABI: session.landlockABI, elapsed: elapsed, execFailure: execFailure,
             timeline: Timing(marks: marks.sorted { $0.1 < $1.1 }))
+    }
+}
+
+extension SandboxRunner {
+    /// Starts sampling the sandbox for its alert rules. Each firing is an `alert.fired` event;
+    /// a `stop` rule kills every process of the sandbox's cgroup (v2 `cgroup.kill`; v1 freeze,
+    /// SIGKILL what is listed, thaw, until empty), PID 1 included, so the PID namespace goes
+    /// with it. Signalling the helper would not do: PID 1's parent-death signal is cleared when
+    /// it changes credentials, so it outlives the helper.
+    static func startMonitor(
+        _ spec: SandboxSpec, cgroup: SandboxCgroup, helper: String, instance: String, sink: any EventSink
+    ) throws(AirlockError) -> ResourceMonitor {
+        var monitorSpec = spec.monitor
+        monitorSpec.alerts = monitorSpec.alerts.map(CgroupProbe.resolvingHostLinks)
+        let monitor = try ResourceMonitor(
+            spec: monitorSpec, limits: spec.limits, probe: CgroupProbe(cgroup: cgroup, helperPath: helper),
+            onFiring: { firing in sink.emit(alertEvent(firing, instance: instance)) },
+            stopSandbox: { cgroup.killAll() })
+        try monitor.start()
+        return monitor
+    }
+
+    static func alertEvent(_ f: AlertFiring, instance: String) -> AuditEvent {
+        var attributes: [(String, JSONValue)] = [
+            ("airlock.alert.rule", .string(f.rule.name)), ("airlock.alert.metric", .string(f.rule.condition.metric)),
+            ("airlock.alert.value", f.value), ("airlock.alert.threshold", .string(f.threshold)),
+            ("airlock.alert.action", .string(f.rule.action.rawValue)),
+        ]
+        if let p = f.process {
+            attributes.append(("process.executable.path", .string(p.executable)))
+            if let vpid = CgroupProbe.namespacePID(of: p.pid) { attributes.append(("process.vpid", .int(Int64(vpid)))) }
+        }
+        return AuditEvent(
+            type: "alert.fired", identity: Identity(instance: instance),
+            decision: Decision("alert", reason: f.reason, rule: f.rule.name), attributes: attributes)
     }
 }
 

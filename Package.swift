@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.1
 //
 // Airlock — a secure execution substrate for AI agents on Linux.
 // The targets mirror the layers of shared/DESIGN.md: one library per layer,
@@ -24,6 +24,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        // OTLP/HTTP only: the gRPC exporter (and its build) is left out.
+        .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPHTTP"]),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Shared vocabulary: errors, units, the SandboxSpec contract between layers.
@@ -46,6 +52,19 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strict),
+        // Layer 8 (telemetry out): OTLP/HTTP traces per sandbox and Prometheus metrics.
+        .target(
+            name: "AirlockTelemetry",
+            dependencies: [
+                "AirlockCore", "AirlockAudit",
+                .product(name: "OTel", package: "swift-otel"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
         // Layer 1: the namespace runtime (helper launch, cgroups, seccomp, Landlock plan).
         .target(
             name: "AirlockRuntime",
@@ -55,7 +74,7 @@ let package = Package(
         .target(
             name: "AirlockCommands",
             dependencies: [
-                "AirlockCore", "AirlockPolicy", "AirlockRuntime", "AirlockAudit", "AirlockDLP",
+                "AirlockCore", "AirlockPolicy", "AirlockRuntime", "AirlockAudit", "AirlockDLP", "AirlockTelemetry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -74,6 +93,7 @@ let package = Package(
         .executableTarget(
             name: "airlock-bench", dependencies: ["AirlockCore", "AirlockAudit", "AirlockDLP"], swiftSettings: strict),
         .testTarget(name: "AirlockPolicyTests", dependencies: ["AirlockPolicy"], swiftSettings: strict),
+        .testTarget(name: "AirlockTelemetryTests", dependencies: ["AirlockTelemetry", "AirlockAudit"], swiftSettings: strict),
         .testTarget(name: "AirlockDLPTests", dependencies: ["AirlockDLP"], swiftSettings: strict),
         .testTarget(
             name: "AirlockAuditTests", dependencies: ["AirlockAudit", .product(name: "Crypto", package: "swift-crypto"), "airlock-bench"],

@@ -26,7 +26,7 @@ public indirect enum JSONValue: Sendable, Equatable {
     public func write(into out: inout [UInt8]) {
         switch self {
         case .string(let s): JSONValue.quote(s, into: &out)
-        case .int(let i): out.append(contentsOf: String(i).utf8)
+        case .int(let i): JSONValue.writeInt(i, into: &out)
         case .double(let d): out.append(contentsOf: (d.isFinite ? String(d) : "null").utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
         case .null: out.append(contentsOf: "null".utf8)
@@ -49,8 +49,32 @@ public indirect enum JSONValue: Sendable, Equatable {
         }
     }
 
+    static func writeInt(_ v: Int64, into out: inout [UInt8]) {
+        if v < 0 {
+            out.append(UInt8(ascii: "-"))
+            if v == .min { out.append(contentsOf: "9223372036854775808".utf8); return }
+        }
+        var u = UInt64(v.magnitude)
+        let start = out.count
+        repeat {
+            out.append(UInt8(truncatingIfNeeded: u % 10) + 0x30)
+            u /= 10
+        } while u > 0
+        out[start...].reverse()
+    }
+
     static func quote(_ s: String, into out: inout [UInt8]) {
         out.append(0x22)
+        var s = s
+        let clean = s.withUTF8 { buf -> Bool in
+            for c in buf where c < 0x20 || c == 0x22 || c == 0x5C { return false }
+            out.append(contentsOf: buf)
+            return true
+        }
+        if clean {
+            out.append(0x22)
+            return
+        }
         for c in s.utf8 {
             switch c {
             case 0x22: out.append(0x5C); out.append(0x22)
@@ -166,6 +190,25 @@ public struct AuditEvent: Sendable {
         return e
     }
 
+    /// Writes `encodedObject(seq: nil)`'s bytes directly, without building the object.
+    public func write(into out: inout [UInt8]) {
+        out.append(contentsOf: #"{"time":"#.utf8)
+        out.append(0x22)
+        Clock.writeRFC3339(timeNanos, into: &out)
+        out.append(contentsOf: #"","type":"#.utf8)
+        JSONValue.quote(type, into: &out)
+        func field(_ k: String, _ v: JSONValue) {
+            out.append(UInt8(ascii: ","))
+            JSONValue.quote(k, into: &out)
+            out.append(UInt8(ascii: ":"))
+            v.write(into: &out)
+        }
+        for (k, v) in identity.fields { field(k, v) }
+        if let decision { for (k, v) in decision.fields { field(k, v) } }
+        for (k, v) in attributes { field(k, v) }
+        out.append(UInt8(ascii: "}"))
+    }
+
     /// The envelope and payload as one flat object, in a fixed order: `time`, then
     /// `seq` when given, `type`, the identity, the decision, the attributes.
     public func encodedObject(seq: UInt64?) -> JSONValue {
@@ -222,6 +265,30 @@ public enum Clock {
         return Int64(timegm(&tmv)) * 1_000_000_000 + Int64(frac)
     }
 
+    /// Appends RFC 3339 (UTC, nanoseconds) as bytes.
+    public static func writeRFC3339(_ nanos: Int64, into out: inout [UInt8]) {
+        var t = time_t(nanos / 1_000_000_000)
+        var ns = Int(nanos % 1_000_000_000)
+        var tmv = tm()
+        gmtime_r(&t, &tmv)
+        func put(_ v: Int, _ w: Int) {
+            var d = 1
+            for _ in 1..<w { d *= 10 }
+            var v = v
+            while d > 0 {
+                out.append(UInt8(v / d % 10) + 0x30)
+                v %= d
+                d /= 10
+            }
+        }
+        put(Int(tmv.tm_year) + 1900, 4); out.append(0x2D); put(Int(tmv.tm_mon) + 1, 2); out.append(0x2D); put(Int(tmv.tm_mday), 2)
+        out.append(0x54); put(Int(tmv.tm_hour), 2); out.append(0x3A); put(Int(tmv.tm_min), 2); out.append(0x3A); put(Int(tmv.tm_sec), 2)
+        out.append(0x2E)
+        if ns < 0 { ns = 0 }
+        put(ns, 9)
+        out.append(0x5A)
+    }
+
     /// RFC 3339 in UTC with nanoseconds, e.g. `2026-11-23T19:43:38.159334906Z`.
     public static func rfc3339(_ nanos: Int64) -> String {
         var t = time_t(nanos / 1_000_000_000)
@@ -267,9 +334,10 @@ public final class JSONLinesSink: EventSink, @unchecked Sendable {
     public func emit(_ event: AuditEvent) {
         lock.locked {
             seq += 1
-            var line = event.encodedObject(seq: seq).encoded()
-            line += "\n"
-            POSIXIO.writeAll(fd, Array(line.utf8))
+            var line: [UInt8] = []
+            event.encodedObject(seq: seq).write(into: &line)
+            line.append(0x0A)
+            POSIXIO.writeAll(fd, line)
         }
     }
 }

@@ -1,6 +1,7 @@
 import AirlockAudit
 import AirlockCore
 import AirlockDLP
+import AirlockTelemetry
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,12 +14,17 @@ import Glibc
 final class RunAudit {
     let sink: any EventSink
     private let log: AuditLog?
+    private let traces: OTLPTraceSink?
+    private let metrics: MetricsSink?
+    private let metricsFile: String?
     private let failures = FailureCounter()
 
     struct Settings {
         var auditDirectory: String?
         var noAudit = false
         var eventsFile: String?
+        /// Prometheus text exposition written here when the run ends (textfile collector).
+        var metricsFile: String?
         var identity: Identity
         var secrets: [Secret]
         var environment: [String: String]
@@ -31,6 +37,13 @@ final class RunAudit {
         }
         let redact: @Sendable (String) -> String = { scanner.redact($0) }
         var sinks: [any EventSink] = []
+        metricsFile = s.metricsFile
+        let metrics = s.metricsFile == nil ? nil : MetricsSink()
+        self.metrics = metrics
+        // OTLP traces, when OTEL_EXPORTER_OTLP_ENDPOINT (or the traces one) is set.
+        traces = try OTLPTraceSink.fromEnvironment(s.environment) { message in
+            printError("airlock: warning: OpenTelemetry export: \(message)")
+        }
         if s.noAudit {
             printError("airlock: warning: --no-audit: this run is NOT recorded in the tamper-evident audit log")
             log = nil
@@ -39,6 +52,7 @@ final class RunAudit {
                 throw AirlockError(.usage, "no audit log directory: set AIRLOCK_AUDIT_DIR or pass --audit-dir (or --no-audit to run unrecorded)")
             }
             var o = AuditLog.Options(directory: dir)
+            if let metrics { o.onCommit = { n, latencies in metrics.recordAuditCommit(records: n, latenciesNanos: latencies) } }
             let failures = self.failures
             o.onError = { error in
                 failures.add()
@@ -59,16 +73,26 @@ final class RunAudit {
                 throw AirlockError(.usage, "--events \(file): \(error.description)")
             }
         }
+        if let traces { sinks.append(traces) }
+        if let metrics { sinks.append(metrics) }
         sink = StampingSink(identity: s.identity, redact: redact, next: FanOutSink(sinks))
     }
 
     /// Seals the log (shutdown checkpoint). Returns false if anything could not be recorded.
     func finish() -> Bool {
+        var ok = true
         do { try log?.close() } catch {
             printError("airlock: error: the audit log could not be sealed: \(error)")
-            return false
+            ok = false
         }
-        return failures.count == 0
+        traces?.shutdown(timeout: .seconds(5))
+        if let metrics, let metricsFile {
+            do { try metrics.writeTextfile(path: metricsFile) } catch {
+                printError("airlock: error: --metrics-file: \(error)")
+                ok = false
+            }
+        }
+        return ok && failures.count == 0
     }
 }
 

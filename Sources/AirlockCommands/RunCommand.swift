@@ -53,6 +53,9 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Also append JSON-lines events to this file.", valueName: "FILE"))
     var events: String?
 
+    @Option(name: .long, help: ArgumentHelp("When the run ends, write Prometheus metrics (text format) to this file.", valueName: "FILE"))
+    var metricsFile: String?
+
     @Option(name: .long, help: ArgumentHelp("Pass the secret in this variable of airlock's environment into the sandbox; its value is redacted from every event.", valueName: "NAME"))
     var secret: [String] = []
 
@@ -88,7 +91,7 @@ struct RunCommand: ParsableCommand {
         let audit: RunAudit
         do {
             audit = try RunAudit(RunAudit.Settings(
-                auditDirectory: auditDir.map(AuditCommand.absolute), noAudit: noAudit, eventsFile: events,
+                auditDirectory: auditDir.map(AuditCommand.absolute), noAudit: noAudit, eventsFile: events, metricsFile: metricsFile,
                 identity: Identity(instance: "", session: session, workflow: workflow, agent: agent, principal: principal ?? "uid:\(getuid())"),
                 secrets: try secrets(hostEnv), environment: hostEnv))
         } catch { throw fail(error) }

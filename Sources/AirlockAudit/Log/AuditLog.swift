@@ -72,7 +72,40 @@ public final class AuditLog: EventSink, @unchecked Sendable {
     private enum Waiter {
         case async(CheckedContinuation<UInt64, any Error>)
         case sync(SyncSlot)
-        case none
+        case batch(BatchWaiter)
+    }
+
+    /// One continuation for a whole `append(contentsOf:)`: resumed once every event of
+    /// it is durable (or any failed). Touched only by the writer thread after enqueue.
+    final class BatchWaiter: @unchecked Sendable {
+        private var seqs: [UInt64]
+        private var remaining: Int
+        private var continuation: CheckedContinuation<[UInt64], any Error>?
+
+        init(count: Int, continuation: CheckedContinuation<[UInt64], any Error>) {
+            seqs = []
+            seqs.reserveCapacity(count)
+            remaining = count
+            self.continuation = continuation
+        }
+
+        func deliver(_ r: Result<UInt64, AirlockError>) {
+            guard let c = continuation else { return }
+            switch r {
+            case .success(let s):
+                seqs.append(s)
+                remaining -= 1
+                if remaining == 0 {
+                    continuation = nil
+                    c.resume(returning: seqs)
+                }
+            case .failure(let e):
+                continuation = nil
+                c.resume(throwing: e)
+            }
+        }
+
+        func fail(_ e: AirlockError) { deliver(.failure(e)) }
     }
 
     final class SyncSlot: @unchecked Sendable {
@@ -204,6 +237,23 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         }
     }
 
+    /// Appends several events as one unit of work (one wait for all of them); returns
+    /// their sequence numbers, in order, once they are on disk.
+    public func append(contentsOf events: [AuditEvent]) async throws -> [UInt64] {
+        guard !events.isEmpty else { return [] }
+        let encoded = events.map(encode)
+        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt64], any Error>) in
+            let t = monotonicNanos()
+            pthread_mutex_lock(&mutex)
+            let batch = BatchWaiter(count: encoded.count, continuation: c)
+            var ok = true
+            for e in encoded where ok { ok = enqueueLocked(Pending(event: e, enqueued: t, waiter: .batch(batch))) }
+            let f = failure
+            pthread_mutex_unlock(&mutex)
+            if !ok { batch.fail(f ?? AirlockError(.usage, "the audit log is closed")) }
+        }
+    }
+
     /// Appends an event and blocks until it is on disk.
     @discardableResult
     public func appendAndWait(_ event: AuditEvent) throws(AirlockError) -> UInt64 {
@@ -247,7 +297,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         if let redact = options.redact { e = e.redacted(redact) }
         var out: [UInt8] = []
         out.reserveCapacity(512)
-        e.encodedObject(seq: nil).write(into: &out)
+        e.write(into: &out)
         return out
     }
 
@@ -303,13 +353,14 @@ public final class AuditLog: EventSink, @unchecked Sendable {
             var latencies: [UInt64] = []
             latencies.reserveCapacity(batch.count)
             var resumes: [(CheckedContinuation<UInt64, any Error>, Result<UInt64, AirlockError>)] = []
+            var batchResults: [(BatchWaiter, Result<UInt64, AirlockError>)] = []
             for (i, p) in batch.enumerated() {
                 let r: Result<UInt64, AirlockError> = result.map { $0[i] }
                 latencies.append(now &- p.enqueued)
                 switch p.waiter {
                 case .sync(let slot): slot.result = r
                 case .async(let c): resumes.append((c, r))
-                case .none: break
+                case .batch(let b): batchResults.append((b, r))
                 }
             }
             if shutdown { finished = true }
@@ -321,15 +372,25 @@ public final class AuditLog: EventSink, @unchecked Sendable {
                 case .failure(let e): c.resume(throwing: e)
                 }
             }
+            for (b, r) in batchResults { b.deliver(r) }
             if case .success = result, !batch.isEmpty { options.onCommit?(batch.count, latencies) }
             pthread_mutex_lock(&mutex)
             if shutdown { break }
         }
-        // Fail whatever arrived while closing.
+        // Nothing can be queued once closing (enqueue refuses), but never leave a waiter hanging.
         let leftovers = pending
         pending.removeAll()
+        let closed = AirlockError(.usage, "the audit log is closed")
+        for p in leftovers { if case .sync(let slot) = p.waiter { slot.result = .failure(closed) } }
+        pthread_cond_broadcast(&acked)
         pthread_mutex_unlock(&mutex)
-        for p in leftovers { if case .async(let c) = p.waiter { c.resume(throwing: AirlockError(.usage, "the audit log is closed")) } }
+        for p in leftovers {
+            switch p.waiter {
+            case .async(let c): c.resume(throwing: closed)
+            case .batch(let b): b.fail(closed)
+            case .sync: break
+            }
+        }
     }
 
     private func failureSnapshot() -> AirlockError? {

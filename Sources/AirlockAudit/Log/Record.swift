@@ -19,11 +19,14 @@ public struct LogRecord: Sendable {
     static let domain = Array("airlock-audit/1\n".utf8)
 
     public static func chainHash(seq: UInt64, prev: Digest32, event: some Collection<UInt8>) -> Digest32 {
+        var header: [UInt8] = domain
+        header.reserveCapacity(domain.count + 86)
+        JSONValue.writeInt(Int64(bitPattern: seq), into: &header)
+        header.append(0x0A)
+        Hex.write(prev.bytes, into: &header)
+        header.append(0x0A)
         var h = SHA256()
-        h.update(data: domain)
-        h.update(data: Array("\(seq)\n".utf8))
-        h.update(data: prev.hexBytes)
-        h.update(data: [0x0A])
+        h.update(data: header)
         event.withContiguousStorageIfAvailable { h.update(bufferPointer: UnsafeRawBufferPointer($0)) } ?? h.update(data: Array(event))
         return Digest32(h.finalize())
     }
@@ -31,11 +34,11 @@ public struct LogRecord: Sendable {
     /// Appends the record's line, newline included.
     func write(into out: inout [UInt8]) {
         out.append(contentsOf: Self.seqPrefix)
-        out.append(contentsOf: String(seq).utf8)
+        JSONValue.writeInt(Int64(bitPattern: seq), into: &out)
         out.append(contentsOf: Self.prevPrefix)
-        out.append(contentsOf: prev.hexBytes)
+        Hex.write(prev.bytes, into: &out)
         out.append(contentsOf: Self.hashPrefix)
-        out.append(contentsOf: hash.hexBytes)
+        Hex.write(hash.bytes, into: &out)
         out.append(contentsOf: Self.eventPrefix)
         out.append(contentsOf: event)
         out.append(UInt8(ascii: "}"))
@@ -137,6 +140,13 @@ enum Hex {
             out.append(digits[Int(b & 0xF)])
         }
         return out
+    }
+
+    static func write(_ bytes: [UInt8], into out: inout [UInt8]) {
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 0xF)])
+        }
     }
 
     static func string(_ bytes: some Sequence<UInt8>) -> String { String(decoding: encode(bytes), as: UTF8.self) }

@@ -100,11 +100,18 @@ func sandboxBenchmark(runs: Int) -> Int32 {
         print("airlock-bench: cannot create a scratch workspace"); return 2
     }
     var rootlessDirectory: String?
+    // Each uid's runs are recorded in an audit log of its own, as in production.
+    let audit = { (uid: Int) in "/var/tmp/airlock-bench-audit-\(getpid())-\(uid)" }
     defer {
         rmdir(ws)
         if let dir = rootlessDirectory { rmdir(dir) }
+        _ = system("rm -rf '\(audit(0))' '\(audit(65534))'")
     }
-    var commands = [Command(name: "airlock run (default profile)", argv: [airlock, "run", "--workspace", ws, "--", "/bin/true"])]
+    var commands = [
+        Command(name: "airlock run (default profile)", argv: [airlock, "run", "--audit-dir", audit(0), "--workspace", ws, "--", "/bin/true"]),
+        // The same without the audit log: what recording (4-5 synced events and a signed checkpoint) costs.
+        Command(name: "airlock run --no-audit", argv: [airlock, "run", "--no-audit", "--workspace", ws, "--", "/bin/true"]),
+    ]
     // Rootless: the same sandbox without cgroup limits (v1 cannot be delegated), which
     // isolates the cost of attaching to v1 cgroups on this host.
     if getuid() == 0, let setpriv = which("setpriv") {
@@ -117,7 +124,7 @@ func sandboxBenchmark(runs: Int) -> Int32 {
             rootlessDirectory = dir
             commands.append(Command(
                 name: "airlock run, rootless (no cgroups)",
-                argv: [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--", airlock, "run", "--workspace", dir, "--", "/bin/true"]))
+                argv: [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--", airlock, "run", "--audit-dir", audit(65534), "--workspace", dir, "--", "/bin/true"]))
         }
     }
     if let bwrap = which("bwrap") {

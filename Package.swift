@@ -92,9 +92,11 @@ let package = Package(
             linkerSettings: [.unsafeFlags(["-static-executable"])]),
         .executableTarget(
             name: "airlock-bench", dependencies: ["AirlockCore", "AirlockAudit", "AirlockDLP"], swiftSettings: strict),
-        .testTarget(name: "AirlockPolicyTests", dependencies: ["AirlockPolicy"], swiftSettings: strict),
+        // Helpers the test targets share (a seeded generator for the fuzz tests).
+        .target(name: "AirlockTestSupport", path: "Tests/AirlockTestSupport", swiftSettings: strict),
+        .testTarget(name: "AirlockPolicyTests", dependencies: ["AirlockPolicy", "AirlockTestSupport"], swiftSettings: strict),
         .testTarget(name: "AirlockTelemetryTests", dependencies: ["AirlockTelemetry", "AirlockAudit"], swiftSettings: strict),
-        .testTarget(name: "AirlockDLPTests", dependencies: ["AirlockDLP"], swiftSettings: strict),
+        .testTarget(name: "AirlockDLPTests", dependencies: ["AirlockDLP", "AirlockTestSupport"], swiftSettings: strict),
         .testTarget(
             name: "AirlockAuditTests", dependencies: ["AirlockAudit", .product(name: "Crypto", package: "swift-crypto"), "airlock-bench"],
             swiftSettings: strict),

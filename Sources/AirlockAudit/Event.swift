@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import AirlockCore
+import Synchronization
 
 /// A JSON value with a deterministic encoding (keys in insertion order), so an
 /// event's bytes are stable: the audit log hashes them.
@@ -83,8 +84,7 @@ public indirect enum JSONValue: Sendable, Equatable {
             case 0x0D: out.append(0x5C); out.append(UInt8(ascii: "r"))
             case 0x09: out.append(0x5C); out.append(UInt8(ascii: "t"))
             case 0..<0x20:
-                let hex: [UInt8] = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(c >> 4)], hex[Int(c & 0xF)]])
+                out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, Hex.digits[Int(c >> 4)], Hex.digits[Int(c & 0xF)]])
             default: out.append(c)
             }
         }
@@ -222,93 +222,6 @@ public struct AuditEvent: Sendable {
     }
 }
 
-/// Wall-clock helpers shared by the sinks and the log.
-public enum Clock {
-    public static func realtimeNanos() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
-    }
-
-    /// Parses RFC 3339 in UTC (`Z`), with up to 9 fractional digits; nil otherwise.
-    public static func parseRFC3339(_ text: String) -> Int64? {
-        let u = Array(text.utf8)
-        guard u.count >= 20, u[4] == 0x2D, u[7] == 0x2D, u[10] == 0x54 || u[10] == 0x20, u[13] == 0x3A, u[16] == 0x3A,
-            u.last == UInt8(ascii: "Z")
-        else { return nil }
-        func num(_ r: Range<Int>) -> Int? {
-            var v = 0
-            for i in r {
-                guard (0x30...0x39).contains(u[i]) else { return nil }
-                v = v * 10 + Int(u[i] - 0x30)
-            }
-            return v
-        }
-        guard let y = num(0..<4), let mo = num(5..<7), let d = num(8..<10), let h = num(11..<13), let mi = num(14..<16),
-            let s = num(17..<19), (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, s < 61
-        else { return nil }
-        var frac = 0
-        if u.count > 20 {
-            guard u[19] == 0x2E, u.count - 21 <= 9, u.count - 21 >= 1, let f = num(20..<(u.count - 1)) else { return nil }
-            frac = f
-            for _ in 0..<(9 - (u.count - 21)) { frac *= 10 }
-        } else if u[19] != UInt8(ascii: "Z") {
-            return nil
-        }
-        var tmv = tm()
-        tmv.tm_year = Int32(y - 1900)
-        tmv.tm_mon = Int32(mo - 1)
-        tmv.tm_mday = Int32(d)
-        tmv.tm_hour = Int32(h)
-        tmv.tm_min = Int32(mi)
-        tmv.tm_sec = Int32(s)
-        return Int64(timegm(&tmv)) * 1_000_000_000 + Int64(frac)
-    }
-
-    /// Appends RFC 3339 (UTC, nanoseconds) as bytes.
-    public static func writeRFC3339(_ nanos: Int64, into out: inout [UInt8]) {
-        var t = time_t(nanos / 1_000_000_000)
-        var ns = Int(nanos % 1_000_000_000)
-        var tmv = tm()
-        gmtime_r(&t, &tmv)
-        func put(_ v: Int, _ w: Int) {
-            var d = 1
-            for _ in 1..<w { d *= 10 }
-            var v = v
-            while d > 0 {
-                out.append(UInt8(v / d % 10) + 0x30)
-                v %= d
-                d /= 10
-            }
-        }
-        put(Int(tmv.tm_year) + 1900, 4); out.append(0x2D); put(Int(tmv.tm_mon) + 1, 2); out.append(0x2D); put(Int(tmv.tm_mday), 2)
-        out.append(0x54); put(Int(tmv.tm_hour), 2); out.append(0x3A); put(Int(tmv.tm_min), 2); out.append(0x3A); put(Int(tmv.tm_sec), 2)
-        out.append(0x2E)
-        if ns < 0 { ns = 0 }
-        put(ns, 9)
-        out.append(0x5A)
-    }
-
-    /// RFC 3339 in UTC with nanoseconds, e.g. `2026-11-23T19:43:38.159334906Z`.
-    public static func rfc3339(_ nanos: Int64) -> String {
-        var t = time_t(nanos / 1_000_000_000)
-        let ns = Int(nanos % 1_000_000_000)
-        var tmv = tm()
-        gmtime_r(&t, &tmv)
-        var out = ""
-        out.reserveCapacity(30)
-        func pad(_ v: Int, _ w: Int) {
-            let s = String(v)
-            for _ in s.count..<w { out += "0" }
-            out += s
-        }
-        pad(Int(tmv.tm_year) + 1900, 4); out += "-"; pad(Int(tmv.tm_mon) + 1, 2); out += "-"; pad(Int(tmv.tm_mday), 2)
-        out += "T"; pad(Int(tmv.tm_hour), 2); out += ":"; pad(Int(tmv.tm_min), 2); out += ":"; pad(Int(tmv.tm_sec), 2)
-        out += "."; pad(ns, 9); out += "Z"
-        return out
-    }
-}
-
 /// Receives events as they happen.
 public protocol EventSink: Sendable {
     func emit(_ event: AuditEvent)
@@ -318,10 +231,9 @@ public protocol EventSink: Sendable {
 /// `time` (RFC 3339, UTC, nanoseconds), `seq` (monotonic per sink), `type`,
 /// `airlock.sandbox.id` and the event's attributes. Each line is written with a
 /// single `write(2)` on an `O_APPEND` descriptor, so concurrent writers never interleave.
-public final class JSONLinesSink: EventSink, @unchecked Sendable {
+public final class JSONLinesSink: EventSink, Sendable {
     private let fd: Int32
-    private var seq: UInt64 = 0
-    private let lock = PThreadMutex()
+    private let seq = Mutex<UInt64>(0)
 
     public init(path: String) throws(AirlockError) {
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
@@ -332,7 +244,7 @@ public final class JSONLinesSink: EventSink, @unchecked Sendable {
     deinit { close(fd) }
 
     public func emit(_ event: AuditEvent) {
-        lock.locked {
+        seq.withLock { seq in
             seq += 1
             var line: [UInt8] = []
             event.encodedObject(seq: seq).write(into: &line)
@@ -346,17 +258,6 @@ public final class JSONLinesSink: EventSink, @unchecked Sendable {
 public struct NullSink: EventSink {
     public init() {}
     public func emit(_ event: AuditEvent) {}
-}
-
-final class PThreadMutex: @unchecked Sendable {
-    private var m = pthread_mutex_t()
-    init() { pthread_mutex_init(&m, nil) }
-    deinit { pthread_mutex_destroy(&m) }
-    func locked<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&m)
-        defer { pthread_mutex_unlock(&m) }
-        return try body()
-    }
 }
 
 /// Sends every event to each of several sinks, in order.

@@ -65,7 +65,7 @@ struct AuditCommand: ParsableCommand {
             var v = AuditVerifier(directory: dir)
             for k in key {
                 var text = k
-                if !k.hasPrefix("ed25519:"), let bytes = readWholeFile(k) { text = String(decoding: bytes, as: UTF8.self) }
+                if !k.hasPrefix("ed25519:"), let bytes = LogFiles.read(k, upTo: 4096) { text = String(decoding: bytes, as: UTF8.self) }
                 guard let pk = AuditPublicKey(text) else {
                     throw fail(AirlockError(.usage, "--key \(k): expected ed25519:<64 hex digits> or a file holding it (see `airlock audit key`)"))
                 }
@@ -162,10 +162,7 @@ struct AuditCommand: ParsableCommand {
 
         static func when(_ text: String, _ flag: String) throws -> Int64 {
             if let t = Clock.parseRFC3339(text) { return t }
-            if let d = try? Units.parseDuration(text) {
-                let (s, a) = d.components
-                return Clock.realtimeNanos() - (s * 1_000_000_000 + a / 1_000_000_000)
-            }
+            if let d = try? Units.parseDuration(text) { return Clock.realtimeNanos() - d.nanoseconds }
             throw fail(AirlockError(.usage, "\(flag) \(text): expected a duration such as 1h or 30m, or an RFC 3339 time such as 2026-11-23T10:00:00Z"))
         }
     }
@@ -178,17 +175,10 @@ struct AuditCommand: ParsableCommand {
 
         func run() throws {
             let dir = try AuditCommand.directory(dir)
-            guard let bytes = readWholeFile(dir + "/" + LogFiles.publicKeyFile),
+            guard let bytes = LogFiles.read(dir + "/" + LogFiles.publicKeyFile, upTo: 4096),
                 let key = AuditPublicKey(String(decoding: bytes, as: UTF8.self))
             else { throw fail(AirlockError(.usage, "\(dir) has no readable \(LogFiles.publicKeyFile): has anything been logged there yet?")) }
             print(key)
         }
     }
-}
-
-func readWholeFile(_ path: String) -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    return POSIXIO.readAll(fd, upTo: 1 << 20)
 }

@@ -2,6 +2,7 @@ import AirlockAudit
 import AirlockCore
 import AirlockDLP
 import AirlockTelemetry
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -112,18 +113,9 @@ struct StampingSink: EventSink {
     }
 }
 
-final class FailureCounter: @unchecked Sendable {
-    private var n = 0
-    private var m = pthread_mutex_t()
-    init() { pthread_mutex_init(&m, nil) }
-    func add() {
-        pthread_mutex_lock(&m)
-        n += 1
-        pthread_mutex_unlock(&m)
-    }
-    var count: Int {
-        pthread_mutex_lock(&m)
-        defer { pthread_mutex_unlock(&m) }
-        return n
-    }
+/// Events the audit log could not record during this run.
+final class FailureCounter: Sendable {
+    private let n = Atomic<Int>(0)
+    func add() { n.add(1, ordering: .relaxed) }
+    var count: Int { n.load(ordering: .relaxed) }
 }

@@ -83,6 +83,11 @@ extension Duration {
         let (s, atto) = components
         return s * 1000 + atto / 1_000_000_000_000_000
     }
+
+    public var nanoseconds: Int64 {
+        let (s, atto) = components
+        return s * 1_000_000_000 + atto / 1_000_000_000
+    }
 }
 
 extension String {

@@ -124,7 +124,7 @@ public final class OTLPTraceSink: EventSink, Sendable {
             await runner.value
             done.signal()
         }
-        let nanos = max(0, timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)
+        let nanos = max(0, timeout.nanoseconds)
         if done.wait(timeout: .now() + .nanoseconds(Int(nanos))) == .timedOut {
             reporter.report("the OpenTelemetry export did not finish within \(timeout); spans not yet sent are lost")
             runner.cancel()

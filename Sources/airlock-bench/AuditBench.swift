@@ -5,6 +5,7 @@
 // naive durable log that syncs every record.
 import AirlockAudit
 import AirlockCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,21 +21,20 @@ func benchEvent(_ writer: Int, _ i: Int) -> AuditEvent {
         ])
 }
 
-final class LatencyRecorder: @unchecked Sendable {
-    private var m = pthread_mutex_t()
-    private(set) var latencies: [UInt64] = []
-    private(set) var batches = 0
-    init() { pthread_mutex_init(&m, nil) }
+/// Acknowledgement latencies and sync count, as the log reports them per commit.
+final class LatencyRecorder: Sendable {
+    private let state = Mutex<(latencies: [UInt64], batches: Int)>(([], 0))
     func add(_ l: [UInt64]) {
-        pthread_mutex_lock(&m)
-        latencies += l
-        batches += 1
-        pthread_mutex_unlock(&m)
+        state.withLock {
+            $0.latencies += l
+            $0.batches += 1
+        }
     }
     func take() -> ([UInt64], Int) {
-        pthread_mutex_lock(&m)
-        defer { latencies = []; batches = 0; pthread_mutex_unlock(&m) }
-        return (latencies, batches)
+        state.withLock { s in
+            defer { s = ([], 0) }
+            return (s.latencies, s.batches)
+        }
     }
 }
 

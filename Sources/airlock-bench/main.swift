@@ -22,11 +22,7 @@ struct Command {
     var environment: [String] = ["PATH=/usr/bin:/bin"]
 }
 
-func now() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
+func now() -> UInt64 { Clock.monotonicNanos() }
 
 /// Spawns argv with stdout/stderr to /dev/null (or stderr to `stderrFD`), waits, returns (ns, status).
 func timed(_ c: Command, stderrFD: Int32? = nil) -> (UInt64, Int32) {

@@ -59,6 +59,32 @@ import Testing
         #expect(pub != nil && pub == chainKey)
     }
 
+    @Test func aKeySomeoneElseControlsIsRefused() throws {
+        let t = TempDir()
+        defer { t.cleanup() }
+        try writeLog(t.log, events: 1)
+        let key = t.log + "/" + LogFiles.keyFile
+        let original = readFile(key)
+        // Owned by another user (as root: hand it to nobody). Mode 0600 does not make it ours.
+        if geteuid() == 0 {
+            #expect(chown(key, 65534, 65534) == 0)
+            do {
+                _ = try openLog(t.log)
+                Issue.record("a key owned by uid 65534 was used")
+            } catch { #expect("\(error)".contains("belongs to uid 65534")) }
+            chown(key, 0, 0)
+        }
+        // A symlink to a key elsewhere is not followed (O_NOFOLLOW), so it cannot be swapped in.
+        let elsewhere = t.path + "/planted.key"
+        writeFile(elsewhere, original)
+        unlink(key)
+        symlink(elsewhere, key)
+        #expect(throws: AirlockError.self) { _ = try openLog(t.log) }
+        // Nothing was written with it.
+        #expect(try verify(t.log).records == UInt64(records(t.log).count))
+        #expect(records(t.log).last.map { eventJSON($0)["type"]?.stringValue } == "audit.checkpoint")
+    }
+
     @Test func asyncConcurrentWritersAllAcknowledgedAndDurable() async throws {
         let t = TempDir()
         defer { t.cleanup() }

@@ -1,4 +1,5 @@
 import Foundation
+import AirlockTestSupport
 import Testing
 
 @testable import AirlockDLP

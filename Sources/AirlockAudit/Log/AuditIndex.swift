@@ -103,13 +103,13 @@ public final class AuditIndex {
                         guard let a = LogFiles.firstSeq(ofSegment: name), let b = LogFiles.firstSeq(ofSegment: r.segment), a >= b else { continue }
                         if name == r.segment { start = r.offset }
                     }
-                    guard let bytes = LogFiles.read(directory + "/" + name) else { continue }
-                    guard start < bytes.count else { continue }
+                    // Only what follows the last indexed record is read.
+                    guard let bytes = LogFiles.read(directory + "/" + name, from: start), !bytes.isEmpty else { continue }
                     let stmt = try db.cachedStatement(sql: """
                         INSERT OR REPLACE INTO records (seq, segment, offset, length, hash, time, type, instance, session, agent, principal, decision)
                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """)
-                    for (offset, line) in SegmentLines(bytes: Array(bytes[start...])) {
+                    for (offset, line) in SegmentLines(bytes: bytes) {
                         guard case .success(let r) = LogRecord.parse(line), let e = try? JSONParser.parse(r.event) else { break }
                         try stmt.execute(arguments: [
                             Int64(r.seq), name, start + offset, line.count, r.hash.description,

@@ -233,7 +233,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
     public func append(_ event: AuditEvent) async throws -> UInt64 {
         let bytes = encode(event)
         return try await withCheckedThrowingContinuation { c in
-            enqueue(Pending(event: bytes, enqueued: monotonicNanos(), waiter: .async(c)))
+            enqueue(Pending(event: bytes, enqueued: Clock.monotonicNanos(), waiter: .async(c)))
         }
     }
 
@@ -243,7 +243,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         guard !events.isEmpty else { return [] }
         let encoded = events.map(encode)
         return try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt64], any Error>) in
-            let t = monotonicNanos()
+            let t = Clock.monotonicNanos()
             pthread_mutex_lock(&mutex)
             let batch = BatchWaiter(count: encoded.count, continuation: c)
             var ok = true
@@ -261,7 +261,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         let bytes = encode(event)
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
-        guard enqueueLocked(Pending(event: bytes, enqueued: monotonicNanos(), waiter: .sync(slot))) else {
+        guard enqueueLocked(Pending(event: bytes, enqueued: Clock.monotonicNanos(), waiter: .sync(slot))) else {
             throw failure ?? AirlockError(.usage, "the audit log is closed")
         }
         while slot.result == nil { pthread_cond_wait(&acked, &mutex) }
@@ -325,7 +325,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
                 if tail.uncheckpointed > 0 {
                     var deadline = timespec()
                     clock_gettime(CLOCK_REALTIME, &deadline)
-                    let wait = max(0, Int64(tail.firstUncheckpointedAt) + options.checkpointInterval.nanoseconds - Int64(monotonicNanos()))
+                    let wait = max(0, Int64(tail.firstUncheckpointedAt) + options.checkpointInterval.nanoseconds - Int64(Clock.monotonicNanos()))
                     let ns = Int64(deadline.tv_nsec) + wait % 1_000_000_000
                     deadline.tv_sec += Int(wait / 1_000_000_000 + ns / 1_000_000_000)
                     deadline.tv_nsec = Int(ns % 1_000_000_000)
@@ -346,7 +346,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
             } else {
                 result = commit(batch, shutdown: shutdown)
             }
-            let now = monotonicNanos()
+            let now = Clock.monotonicNanos()
 
             pthread_mutex_lock(&mutex)
             if case .failure(let f) = result, failure == nil { failure = f }
@@ -402,7 +402,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
     /// Called with `mutex` held.
     private func checkpointDue() -> Bool {
         tail.uncheckpointed > 0
-            && Int64(monotonicNanos() &- tail.firstUncheckpointedAt) >= options.checkpointInterval.nanoseconds
+            && Int64(Clock.monotonicNanos() &- tail.firstUncheckpointedAt) >= options.checkpointInterval.nanoseconds
     }
 
     private func commit(_ batch: [Pending], shutdown: Bool) -> Result<[UInt64], AirlockError> {
@@ -421,7 +421,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
                 if shutdown {
                     if !tail.lastIsCheckpoint { try checkpoint(reason: "shutdown", into: &out) }
                 } else if tail.uncheckpointed > 0,
-                    Int64(monotonicNanos() &- tail.firstUncheckpointedAt) >= options.checkpointInterval.nanoseconds
+                    Int64(Clock.monotonicNanos() &- tail.firstUncheckpointedAt) >= options.checkpointInterval.nanoseconds
                 {
                     try checkpoint(reason: "interval", into: &out)
                 }
@@ -452,7 +452,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         tail.lastSeq = seq
         tail.lastHash = hash
         tail.lastIsCheckpoint = false
-        if tail.uncheckpointed == 0 { tail.firstUncheckpointedAt = monotonicNanos() }
+        if tail.uncheckpointed == 0 { tail.firstUncheckpointedAt = Clock.monotonicNanos() }
         tail.uncheckpointed += 1
         return seq
     }
@@ -643,7 +643,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         let type = (try? JSONParser.parse(record.event))?["type"]?.stringValue
         tail.lastIsCheckpoint = type == "audit.checkpoint"
         tail.uncheckpointed = tail.lastIsCheckpoint ? 0 : 1
-        tail.firstUncheckpointedAt = monotonicNanos()
+        tail.firstUncheckpointedAt = Clock.monotonicNanos()
         let header = try Self.header(of: path)
         tail.chain = header.chain
         tail.openedAt = header.time
@@ -679,18 +679,5 @@ public final class AuditLog: EventSink, @unchecked Sendable {
     static func randomID() -> String {
         var g = SystemRandomNumberGenerator()
         return Hex.string(withUnsafeBytes(of: g.next() as UInt64) { Array($0) })
-    }
-}
-
-func monotonicNanos() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-extension Duration {
-    var nanoseconds: Int64 {
-        let (s, a) = components
-        return s * 1_000_000_000 + a / 1_000_000_000
     }
 }

@@ -44,11 +44,20 @@ public enum LogFiles {
         return names.sorted { $0.0 < $1.0 }.map(\.1)
     }
 
-    /// Reads a whole file; nil with errno set on failure.
-    static func read(_ path: String) -> [UInt8]? {
+    /// Reads a whole file (at most `limit` + 1 bytes); nil with errno set on failure.
+    public static func read(_ path: String, upTo limit: Int = Int.max - 1) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
+        return POSIXIO.readAll(fd, upTo: limit)
+    }
+
+    /// Reads a file from byte `offset` to its end; nil with errno set on failure.
+    static func read(_ path: String, from offset: Int) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        guard lseek(fd, off_t(offset), SEEK_SET) >= 0 else { return nil }
         return POSIXIO.readAll(fd, upTo: Int.max - 1)
     }
 

@@ -518,11 +518,7 @@ public final class SandboxCgroup: Sendable {
 enum CgroupClock {
     static let second: UInt64 = 1_000_000_000
 
-    static func now() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * second + UInt64(ts.tv_nsec)
-    }
+    static func now() -> UInt64 { Clock.monotonicNanos() }
 
     static func sleep(nanoseconds: UInt64) {
         var request = timespec(tv_sec: Int(nanoseconds / second), tv_nsec: Int(nanoseconds % second))

@@ -69,11 +69,7 @@ public struct RunOutcome: Sendable {
 public struct Timing: Sendable {
     public var marks: [(String, UInt64)]
 
-    public static func now() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
+    public static func now() -> UInt64 { Clock.monotonicNanos() }
 
     /// `phase: +0.123 ms` lines, each the time since the previous mark.
     public var report: [String] {

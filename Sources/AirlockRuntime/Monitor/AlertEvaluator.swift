@@ -175,11 +175,7 @@ struct AlertEvaluator: Sendable {
         return patterns.contains { fnmatch($0, path, FNM_PATHNAME) == 0 }
     }
 
-    static func nanos(_ d: Duration) -> UInt64 {
-        let (s, atto) = d.components
-        guard s >= 0 else { return 0 }
-        return UInt64(s) * 1_000_000_000 + UInt64(atto / 1_000_000_000)
-    }
+    static func nanos(_ d: Duration) -> UInt64 { UInt64(max(0, d.nanoseconds)) }
 
     static func cores(_ c: Double) -> String { c == c.rounded() ? String(Int(c)) : String(c) }
 }

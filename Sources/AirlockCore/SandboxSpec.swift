@@ -26,13 +26,17 @@ public struct SandboxSpec: Sendable, Equatable, Codable {
     public var cgroups: Enforcement
     /// Resource sampling and the alert rules evaluated on it (none by default: no sampling).
     public var monitor: MonitorSpec
+    /// Credentials bound to the sandbox (placeholders in its environment, real values
+    /// injected by the egress gateway).
+    public var secrets: [SecretBinding]
 
     public init(
         profile: String, runtime: RuntimeTier = .namespace, command: [String],
         environment: [EnvironmentVariable] = [], workingDirectory: String = "/workspace",
         user: SandboxUser = .agent, hostname: String = "airlock", filesystem: FilesystemSpec = .init(),
         network: NetworkSpec = .init(), limits: Limits = .init(), syscalls: SyscallProfile = .default,
-        landlock: Enforcement = .bestEffort, cgroups: Enforcement = .bestEffort, monitor: MonitorSpec = .init()
+        landlock: Enforcement = .bestEffort, cgroups: Enforcement = .bestEffort, monitor: MonitorSpec = .init(),
+        secrets: [SecretBinding] = []
     ) {
         self.profile = profile
         self.runtime = runtime
@@ -48,6 +52,7 @@ public struct SandboxSpec: Sendable, Equatable, Codable {
         self.landlock = landlock
         self.cgroups = cgroups
         self.monitor = monitor
+        self.secrets = secrets
     }
 }
 
@@ -210,12 +215,136 @@ public struct NetworkSpec: Sendable, Equatable, Codable {
     public enum Mode: String, Sendable, Codable, CaseIterable {
         /// Loopback only; no route anywhere.
         case none
-        /// Loopback only, plus the egress gateway's airlock socket exposed on loopback
-        /// (the egress gateway issue; refused by this build with a clear error).
+        /// Loopback only, plus the egress gateway: PID 1 listens on `127.0.0.1:<proxyPort>`
+        /// (and `[::1]`) and forwards every connection to the gateway's airlock socket,
+        /// which decides it under `allow`, `deny`, `inspectTLS`, `budgets` and DLP.
         case proxied
     }
     public var mode: Mode
-    public init(mode: Mode = .none) { self.mode = mode }
+    /// Destinations the gateway lets through; everything else is refused.
+    public var allow: [EgressRule]
+    /// Destinations refused even when an allow rule matches (deny wins).
+    public var deny: [EgressRule]
+    /// Host patterns whose HTTPS the gateway terminates with the sandbox's own CA, so that
+    /// method and path rules, DLP of bodies and credential injection apply to them.
+    public var inspectTLS: [String]
+    public var budgets: EgressBudgets
+    /// What a DLP hit does to a request.
+    public var dlp: DLPAction
+    /// Fixed name resolution for the gateway (like `/etc/hosts` or curl's `--resolve`):
+    /// host name → addresses. Pinned names are not looked up in DNS. Address checks still apply.
+    public var hosts: [String: [String]]
+    /// A PEM file of CA certificates the gateway trusts for upstream TLS instead of the
+    /// system trust store (a private PKI, or tests).
+    public var upstreamCAFile: String?
+    /// The port PID 1 listens on inside the sandbox's loopback.
+    public var proxyPort: Int
+
+    public init(
+        mode: Mode = .none, allow: [EgressRule] = [], deny: [EgressRule] = [], inspectTLS: [String] = [],
+        budgets: EgressBudgets = .init(), dlp: DLPAction = .block, hosts: [String: [String]] = [:],
+        upstreamCAFile: String? = nil, proxyPort: Int = NetworkSpec.defaultProxyPort
+    ) {
+        self.mode = mode
+        self.allow = allow
+        self.deny = deny
+        self.inspectTLS = inspectTLS
+        self.budgets = budgets
+        self.dlp = dlp
+        self.hosts = hosts
+        self.upstreamCAFile = upstreamCAFile
+        self.proxyPort = proxyPort
+    }
+
+    public static let defaultProxyPort = 3128
+}
+
+/// One allow or deny rule of the egress gateway (docs/egress.md, "Rules").
+public struct EgressRule: Sendable, Equatable, Codable {
+    /// `example.com` (exactly that host), `*.example.com` (any subdomain, never the apex),
+    /// an IP literal (`10.0.0.5`, `::1`) or a CIDR block (`10.0.0.0/8`). Matching is
+    /// case-insensitive and ignores a trailing dot; IP literals are canonicalised first.
+    public var host: String
+    /// Destination ports; nil means 80 and 443.
+    public var ports: [Int]?
+    /// HTTP methods (upper case); nil means any. Only decidable for plain HTTP and
+    /// inspected HTTPS: a CONNECT to a host with method rules needs `inspect_tls`.
+    public var methods: [String]?
+    /// Path glob patterns (`*` matches within a segment, `**` across segments); nil means any.
+    public var paths: [String]?
+
+    public init(host: String, ports: [Int]? = nil, methods: [String]? = nil, paths: [String]? = nil) {
+        self.host = host
+        self.ports = ports
+        self.methods = methods
+        self.paths = paths
+    }
+
+    public static let defaultPorts = [80, 443]
+    /// The rule as written in events and refusal messages (`host[:ports] [methods] [paths]`).
+    public var label: String {
+        var s = host
+        if let ports { s += ":" + ports.map(String.init).joined(separator: ",") }
+        if let methods { s += " " + methods.joined(separator: ",") }
+        if let paths { s += " " + paths.joined(separator: ",") }
+        return s
+    }
+}
+
+public struct EgressBudgets: Sendable, Equatable, Codable {
+    /// Request bytes (headers and bodies, tunnelled bytes included) sent upstream.
+    public var bytesOut: UInt64?
+    /// Response bytes received from upstream.
+    public var bytesIn: UInt64?
+    /// Requests (and CONNECT tunnels) in any sliding 60-second window.
+    public var requestsPerMinute: Int?
+
+    public init(bytesOut: UInt64? = nil, bytesIn: UInt64? = nil, requestsPerMinute: Int? = nil) {
+        self.bytesOut = bytesOut
+        self.bytesIn = bytesIn
+        self.requestsPerMinute = requestsPerMinute
+    }
+}
+
+public enum DLPAction: String, Sendable, Codable, CaseIterable {
+    /// Refuse the request with 403 and record the finding (default).
+    case block
+    /// Replace each finding with `[REDACTED:<rule>]`, forward, and record it.
+    case redact
+}
+
+/// A credential the sandbox may use without holding it (docs/egress.md, "Credentials").
+/// The spec names where the value comes from, never the value.
+public struct SecretBinding: Sendable, Equatable, Codable {
+    /// The environment variable the sandbox sees.
+    public var name: String
+    /// `env:NAME` (airlock's environment) or `file:PATH` (first line of a file).
+    public var source: String
+    /// Where the gateway puts the real value. With an injection the sandbox sees only a
+    /// placeholder; without one it sees the value itself, and the gateway's DLP refuses
+    /// to let it leave.
+    public var inject: SecretInjection?
+
+    public init(name: String, source: String, inject: SecretInjection? = nil) {
+        self.name = name
+        self.source = source
+        self.inject = inject
+    }
+}
+
+public struct SecretInjection: Sendable, Equatable, Codable {
+    /// Exact host (or `*.` pattern) the real value is sent to.
+    public var host: String
+    /// Header that carries it, e.g. `Authorization`.
+    public var header: String
+    /// The header's value, with `{}` standing for the secret, e.g. `Bearer {}`.
+    public var format: String
+
+    public init(host: String, header: String, format: String = "{}") {
+        self.host = host
+        self.header = header
+        self.format = format
+    }
 }
 
 public struct Limits: Sendable, Equatable, Codable {

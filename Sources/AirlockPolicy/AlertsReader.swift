@@ -59,7 +59,7 @@ extension PolicyReader {
             } else if entry.name == "egress" {
                 error(
                     entry.key,
-                    "egress alert rules come with the egress gateway, which this build does not include yet; allowed keys: \(Self.alertKeys.joined(separator: ", "))"
+                    "egress alert rules come with the egress gateway and are not available yet; to limit bytes and requests, use network.budgets; allowed keys: \(Self.alertKeys.joined(separator: ", "))"
                 )
                 ok = false
                 egress = true

@@ -164,7 +164,7 @@ public enum PathRules {
         }
         if looksLikeCredential(name) {
             return
-                "'\(name)' looks like a credential and is not copied from the host: secrets never enter the sandbox, the egress gateway injects them into requests to the hosts they are bound to (a later feature); pass only non-secret names such as TERM or LANG, or set a non-secret value with environment.set"
+                "'\(name)' looks like a credential and is not copied from the host: bind it under 'secrets' instead (docs/policy.md, \"Secrets\"), and the egress gateway injects it into requests to the host it is bound to while the sandbox sees a placeholder; pass only non-secret names such as TERM or LANG, or set a non-secret value with environment.set"
         }
         if sandboxOwnedVariables.contains(name) {
             return

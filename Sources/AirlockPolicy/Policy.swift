@@ -22,7 +22,23 @@ import AirlockCore
 ///       home_size: 256M           # size of the home tmpfs
 ///       etc: [gitconfig]          # extra names under /etc made visible, added to the built-in list
 ///     network:
-///       mode: none                # none | proxied (proxied: accepted here, refused by this build's runtime)
+///       mode: proxied             # none (default: loopback only) | proxied (through the egress gateway)
+///       allow:                    # what the gateway lets through; everything else is refused
+///         - packages.example.org                  # a host: exactly it, ports 80 and 443
+///         - "*.githubusercontent.com"             # its subdomains, never the apex
+///         - { host: api.github.com, ports: [443], methods: [GET], paths: ["/repos/acme/*"] }
+///         - 10.0.0.0/8                            # an IP address or a CIDR block
+///       deny: [uploads.github.com]                # same shape; deny wins over allow
+///       inspect_tls: [api.github.com]             # host patterns whose HTTPS the gateway terminates
+///       budgets: { bytes_out: 50M, bytes_in: 500M, requests_per_minute: 600 }
+///       dlp: block                # block | redact
+///       hosts: { upstream.test: [127.0.0.1] }     # pinned resolution, name → address(es)
+///       upstream_ca: /etc/ssl/private-ca.pem      # CA certificates (PEM) for upstream TLS
+///       proxy_port: 3128          # where the gateway listens on the sandbox's loopback
+///     secrets:                    # credentials: the sandbox sees a placeholder, the gateway injects the value
+///       - name: GITHUB_TOKEN      # the variable the sandbox sees
+///         from: env:GITHUB_TOKEN  # env:NAME (airlock's environment) | file:/absolute/path (first line)
+///         inject: { host: api.github.com, header: Authorization, format: "Bearer {}" }
 ///     environment:
 ///       pass: [TERM, LANG]        # copied from the host environment when set there
 ///       set: { PYTHONDONTWRITEBYTECODE: "1" }
@@ -46,9 +62,10 @@ import AirlockCore
 /// ```
 ///
 /// **`extends`.** A child's fields override its parent's one by one; mappings merge key by
-/// key (`environment.set` included); lists replace the parent's, except `filesystem.deny` and
-/// `filesystem.etc`, which add to it, and `alerts`, which adds to it by name (a child rule
-/// replaces the parent's rule of the same name). `description` is not inherited. `extends` names a profile
+/// key (`environment.set`, `network.budgets` and `network.hosts` included); lists replace the
+/// parent's, except `filesystem.deny`, `filesystem.etc`, `network.allow`, `network.deny` and
+/// `network.inspect_tls`, which add to it, and `alerts` and `secrets`, which add to it by name
+/// (a child's rule or binding replaces the parent's of the same name). `description` is not inherited. `extends` names a profile
 /// of the same file or, when the file has no profile of that name (or a profile extends its
 /// own name, as in `default: {extends: default}`), a built-in profile. Loops and unknown
 /// parents are errors.
@@ -76,6 +93,19 @@ import AirlockCore
 /// written, YAML booleans (`yes`, `off`) must be quoted. `limits.disk` and
 /// `filesystem.tmp_size` are the same budget; giving both with different sizes is an error.
 /// Keys appear once per mapping; YAML anchors and aliases are refused (use `extends`).
+///
+/// **Network and secrets** (``EgressRules``, ``NetworkChecks``). A host is a DNS name, `*.`
+/// and a DNS name, an IP address or a CIDR block; `*` alone, a `*` anywhere else, a `/0`
+/// block and a block with host bits set are refused. Ports are 1–65535; methods are HTTP
+/// tokens, upper-cased; paths start with `/`. `allow`, `deny` and `inspect_tls` written in a
+/// profile whose mode (its own or inherited) is `none` are errors; under `mode: none` the
+/// resolver drops any inherited `allow` and `inspect_tls`. An allow rule with methods or paths
+/// on port 443 (or the default ports) needs its host in `inspect_tls`. Secret names are valid
+/// variable names, unique, not one Airlock sets; an `inject` host must be covered by an allow
+/// rule, refused by no host-wide deny rule, and covered by `inspect_tls`; its header is an HTTP
+/// token other than hop-by-hop headers, `Host` and `Content-Length`; its format holds exactly
+/// one `{}` and no control character. A secret's name may not also be in `environment.set` or
+/// `environment.pass`.
 public enum Policy {
     /// Reads a policy. On failure, every problem found is in the failure's diagnostics.
     /// `file` is the name used in diagnostics and as the document's ``PolicyDocument/source``.
@@ -120,6 +150,11 @@ public enum Policy {
     /// The profile `name` of `doc` (or built-in) with its `extends` chain applied, so every
     /// field holds the value that takes effect (nil where the chain leaves it unset).
     public static func flatten(_ name: String, in doc: PolicyDocument?) -> Result<Profile, PolicyFailure> {
+        chain(name, in: doc).map(merged)
+    }
+
+    /// The profiles of `name`'s `extends` chain, `name`'s own first, each as written.
+    static func chain(_ name: String, in doc: PolicyDocument?) -> Result<[Profile], PolicyFailure> {
         struct Link {
             var name: String
             var builtin: Bool
@@ -148,7 +183,7 @@ public enum Policy {
         while let parentName = current.profile.extends {
             let origin = current.builtin ? builtins : (doc ?? builtins)
             let at = origin.positions[current.name]?.extends ?? .start
-            func failure(_ message: String) -> Result<Profile, PolicyFailure> {
+            func failure(_ message: String) -> Result<[Profile], PolicyFailure> {
                 .failure(
                     PolicyFailure(diagnostics: [
                         PolicyDiagnostic(file: origin.source, line: at.line, column: at.column, message: message)
@@ -178,9 +213,14 @@ public enum Policy {
             chain.append(next)
             current = next
         }
+        return .success(chain.map(\.profile))
+    }
+
+    /// A chain (child first) merged into one flat profile.
+    static func merged(_ chain: [Profile]) -> Profile {
         var flat = Profile()
-        for link in chain.reversed() { flat = Profile.merge(parent: flat, child: link.profile) }
-        return .success(flat)
+        for profile in chain.reversed() { flat = Profile.merge(parent: flat, child: profile) }
+        return flat
     }
 
     // MARK: Internals
@@ -189,9 +229,42 @@ public enum Policy {
         let (document, diagnostics) = read(text, file: file)
         var all = diagnostics
         for name in document.profiles.keys.sorted() {
-            if case .failure(let failure) = flatten(name, in: document) { all += failure.diagnostics }
+            switch chain(name, in: document) {
+            case .failure(let failure): all += failure.diagnostics
+            case .success(let links): all += crossChecks(name, links, in: document)
+            }
         }
         return (document, sorted(all))
+    }
+
+    /// The checks of a flattened profile (``NetworkChecks``), each reported where the profile
+    /// wrote what it is about. A problem about something inherited is reported once, at the
+    /// profile it comes from; only a problem the profile itself causes (say, by setting
+    /// `mode: none` under a parent's injected secret) is reported at the profile's name.
+    static func crossChecks(_ name: String, _ links: [Profile], in doc: PolicyDocument) -> [PolicyDiagnostic] {
+        let flat = merged(links)
+        let at = doc.positions[name]
+        func diagnostic(_ p: SourcePosition, _ message: String) -> PolicyDiagnostic {
+            PolicyDiagnostic(file: doc.source, line: p.line, column: p.column, message: message)
+        }
+        var out: [PolicyDiagnostic] = []
+        if flat.network.mode != .proxied {
+            let why =
+                at?.items["network.mode"] != nil ? "" : links.count > 1 ? " (this profile inherits mode: none)" : " (none is the default mode)"
+            for key in ["allow", "deny", "inspect_tls"] {
+                guard let p = at?.items["network.\(key)"] else { continue }
+                out.append(diagnostic(p, "network.\(key) has no effect with mode: none; set mode: proxied" + why))
+            }
+        }
+        let parentProblems = links.count > 1 ? NetworkChecks.problems(merged(Array(links.dropFirst()))).map(\.message) : []
+        for problem in NetworkChecks.problems(flat) {
+            if let p = at?.items[problem.anchor] {
+                out.append(diagnostic(p, problem.message))
+            } else if !parentProblems.contains(problem.message) {
+                out.append(diagnostic(at?.name ?? .start, "profile '\(name)', through what it inherits: \(problem.message)"))
+            }
+        }
+        return out
     }
 
     /// The document (with whatever could be read) and every problem found in it.

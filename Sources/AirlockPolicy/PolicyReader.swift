@@ -10,7 +10,7 @@ struct PolicyReader {
     let file: String
     let renamedKeys: [SourcePosition: String]
     private(set) var diagnostics: [PolicyDiagnostic] = []
-    private(set) var positions: [String: ProfilePositions] = [:]
+    var positions: [String: ProfilePositions] = [:]
 
     init(file: String, renamedKeys: [SourcePosition: String]) {
         self.file = file
@@ -20,11 +20,10 @@ struct PolicyReader {
     static let topLevelKeys = ["profiles"]
     static let profileKeys = [
         "description", "extends", "runtime", "user", "filesystem", "network", "environment", "limits",
-        "syscalls", "landlock", "cgroups", "alerts", "monitor",
+        "syscalls", "landlock", "cgroups", "alerts", "monitor", "secrets",
     ]
     static let filesystemKeys = ["workspace", "deny", "mounts", "tmp_size", "home_size", "etc"]
     static let mountKeys = ["source", "target", "mode"]
-    static let networkKeys = ["mode"]
     static let environmentKeys = ["pass", "set"]
     static let limitsKeys = ["wall_clock", "memory", "cpus", "pids", "disk", "open_files", "file_size"]
 
@@ -110,7 +109,7 @@ struct PolicyReader {
             case "filesystem":
                 profile.filesystem = readFilesystem(value)
                 tmpSizeNode = mappingValue(value, "tmp_size")
-            case "network": profile.network = readNetwork(value)
+            case "network": profile.network = readNetwork(value, profile: name)
             case "environment": profile.environment = readEnvironment(value)
             case "limits":
                 profile.limits = readLimits(value)
@@ -120,6 +119,7 @@ struct PolicyReader {
             case "cgroups": profile.cgroups = readEnum(value, field: "cgroups", Enforcement.self)
             case "alerts": profile.alerts = readAlerts(value)
             case "monitor": profile.monitorInterval = readMonitor(value)
+            case "secrets": profile.secrets = readSecrets(value, profile: name)
             default: break
             }
         }
@@ -221,14 +221,6 @@ struct PolicyReader {
             }
         }
         return complete ? mounts : nil
-    }
-
-    mutating func readNetwork(_ node: Node) -> NetworkSpec.Mode? {
-        if isNull(node) { return nil }
-        guard let entries = mappingEntries(node, field: "network", expecting: "a mapping with the key 'mode' (e.g. network: {mode: none})")
-        else { return nil }
-        let known = checkKeys(entries, allowed: Self.networkKeys, in: "network")
-        return known["mode"].flatMap { readEnum($0.value, field: "network.mode", NetworkSpec.Mode.self) }
     }
 
     mutating func readEnvironment(_ node: Node) -> Profile.Environment {
@@ -555,5 +547,8 @@ struct PolicyReader {
 struct ProfilePositions: Sendable {
     var name: SourcePosition
     var extends: SourcePosition?
+    /// Where the profile wrote what the checks of the flattened profile may report, by anchor
+    /// (`network.allow`, `allow:<rule label>`, `deny:<rule label>`, `secret:<name>`, `secret:<name>:inject`, …).
+    var items: [String: SourcePosition] = [:]
 }
 

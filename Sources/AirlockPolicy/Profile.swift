@@ -18,7 +18,7 @@ public struct Profile: Sendable, Equatable {
     /// ``SandboxUser/agent`` or ``SandboxUser/root``.
     public var user: SandboxUser?
     public var filesystem: Filesystem
-    public var network: NetworkSpec.Mode?
+    public var network: Network
     public var environment: Environment
     public var limits: Limits
     public var syscalls: SyscallProfile?
@@ -29,13 +29,16 @@ public struct Profile: Sendable, Equatable {
     public var alerts: [AlertRule]?
     /// Time between two resource samples (`monitor.interval`).
     public var monitorInterval: Duration?
+    /// Credentials bound to the sandbox, in the order written. A child's bindings add to its
+    /// parent's; a child binding with the name of a parent's replaces it (in the parent's place).
+    public var secrets: [SecretBinding]?
 
     public init(
         description: String? = nil, extends: String? = nil, runtime: RuntimeTier? = nil,
-        user: SandboxUser? = nil, filesystem: Filesystem = .init(), network: NetworkSpec.Mode? = nil,
+        user: SandboxUser? = nil, filesystem: Filesystem = .init(), network: Network = .init(),
         environment: Environment = .init(), limits: Limits = .init(), syscalls: SyscallProfile? = nil,
         landlock: Enforcement? = nil, cgroups: Enforcement? = nil, alerts: [AlertRule]? = nil,
-        monitorInterval: Duration? = nil
+        monitorInterval: Duration? = nil, secrets: [SecretBinding]? = nil
     ) {
         self.description = description
         self.extends = extends
@@ -50,6 +53,7 @@ public struct Profile: Sendable, Equatable {
         self.cgroups = cgroups
         self.alerts = alerts
         self.monitorInterval = monitorInterval
+        self.secrets = secrets
     }
 
     public struct Filesystem: Sendable, Equatable {
@@ -74,6 +78,40 @@ public struct Profile: Sendable, Equatable {
             self.tmpSize = tmpSize
             self.homeSize = homeSize
             self.etc = etc
+        }
+    }
+
+    /// The `network:` section (docs/policy.md, "Network").
+    public struct Network: Sendable, Equatable {
+        public var mode: NetworkSpec.Mode?
+        /// Adds to the parent's.
+        public var allow: [EgressRule]?
+        /// Adds to the parent's.
+        public var deny: [EgressRule]?
+        /// Adds to the parent's.
+        public var inspectTLS: [String]?
+        /// Each budget the child gives overrides the parent's.
+        public var budgets: EgressBudgets
+        public var dlp: DLPAction?
+        /// Merged name by name; the child's addresses for a name replace the parent's.
+        public var hosts: [String: [String]]?
+        public var upstreamCAFile: String?
+        public var proxyPort: Int?
+
+        public init(
+            mode: NetworkSpec.Mode? = nil, allow: [EgressRule]? = nil, deny: [EgressRule]? = nil, inspectTLS: [String]? = nil,
+            budgets: EgressBudgets = .init(), dlp: DLPAction? = nil, hosts: [String: [String]]? = nil,
+            upstreamCAFile: String? = nil, proxyPort: Int? = nil
+        ) {
+            self.mode = mode
+            self.allow = allow
+            self.deny = deny
+            self.inspectTLS = inspectTLS
+            self.budgets = budgets
+            self.dlp = dlp
+            self.hosts = hosts
+            self.upstreamCAFile = upstreamCAFile
+            self.proxyPort = proxyPort
         }
     }
 
@@ -117,15 +155,18 @@ public struct Profile: Sendable, Equatable {
     public var diskBudget: UInt64? { limits.disk ?? filesystem.tmpSize }
 
     /// `child` laid over `parent`, field by field: a field the child gives wins; mappings merge
-    /// key by key; lists replace, except `deny` and `etc`, which add to the parent's.
-    /// `description` is the child's alone and `extends` is dropped (the result is flat).
+    /// key by key; lists replace, except `filesystem.deny`, `filesystem.etc`, `network.allow`,
+    /// `network.deny` and `network.inspect_tls`, which add to the parent's, and `alerts` and
+    /// `secrets`, which add to the parent's by name. `description` is the child's alone and
+    /// `extends` is dropped (the result is flat).
     public static func merge(parent: Profile, child: Profile) -> Profile {
         var m = Profile()
         m.description = child.description
         m.extends = nil
         m.runtime = child.runtime ?? parent.runtime
         m.user = child.user ?? parent.user
-        m.network = child.network ?? parent.network
+        m.network = Network.merge(parent: parent.network, child: child.network)
+        m.secrets = mergingSecrets(parent.secrets, child.secrets)
         m.syscalls = child.syscalls ?? parent.syscalls
         m.landlock = child.landlock ?? parent.landlock
         m.cgroups = child.cgroups ?? parent.cgroups
@@ -157,10 +198,20 @@ public struct Profile: Sendable, Equatable {
         return m
     }
 
-    static func adding(_ parent: [String]?, _ child: [String]?) -> [String]? {
+    static func adding<T: Equatable>(_ parent: [T]?, _ child: [T]?) -> [T]? {
         guard parent != nil || child != nil else { return nil }
-        var out: [String] = []
+        var out: [T] = []
         for item in (parent ?? []) + (child ?? []) where !out.contains(item) { out.append(item) }
+        return out
+    }
+
+    /// The parent's bindings, each replaced by the child's binding of the same name, then the child's others.
+    static func mergingSecrets(_ parent: [SecretBinding]?, _ child: [SecretBinding]?) -> [SecretBinding]? {
+        guard let child else { return parent }
+        var out = parent ?? []
+        for b in child {
+            if let i = out.firstIndex(where: { $0.name == b.name }) { out[i] = b } else { out.append(b) }
+        }
         return out
     }
 
@@ -179,6 +230,28 @@ public struct Profile: Sendable, Equatable {
         var out = parent ?? []
         for v in child { out.upsert(v) }
         return out
+    }
+}
+
+extension Profile.Network {
+    /// Mode and the other single values: the child's when given. `allow`, `deny` and
+    /// `inspect_tls` add to the parent's; budgets override one by one; `hosts` merge name by name.
+    public static func merge(parent p: Profile.Network, child c: Profile.Network) -> Profile.Network {
+        var m = Profile.Network()
+        m.mode = c.mode ?? p.mode
+        m.allow = Profile.adding(p.allow, c.allow)
+        m.deny = Profile.adding(p.deny, c.deny)
+        m.inspectTLS = Profile.adding(p.inspectTLS, c.inspectTLS)
+        m.budgets = EgressBudgets(
+            bytesOut: c.budgets.bytesOut ?? p.budgets.bytesOut, bytesIn: c.budgets.bytesIn ?? p.budgets.bytesIn,
+            requestsPerMinute: c.budgets.requestsPerMinute ?? p.budgets.requestsPerMinute)
+        m.dlp = c.dlp ?? p.dlp
+        if p.hosts != nil || c.hosts != nil {
+            m.hosts = (p.hosts ?? [:]).merging(c.hosts ?? [:]) { _, child in child }
+        }
+        m.upstreamCAFile = c.upstreamCAFile ?? p.upstreamCAFile
+        m.proxyPort = c.proxyPort ?? p.proxyPort
+        return m
     }
 }
 

@@ -5,7 +5,7 @@ import AirlockCore
 /// Values arrive parsed (``RunRequest/parseMount(_:)``, ``RunRequest/parseEnvironment(_:)``,
 /// ``RunRequest/parseWorkspace(_:)`` read the flag syntax); the resolver validates them and
 /// names the flag in its errors: `--profile`, `--workspace`, `--mount`, `--env`,
-/// `--timeout`, `--memory`, `--cpus`, `--pids`, `--disk`.
+/// `--allow-host`, `--timeout`, `--memory`, `--cpus`, `--pids`, `--disk`.
 public struct RunRequest: Sendable {
     /// The profile to run, from the policy file or built in.
     public var profile: String
@@ -21,6 +21,11 @@ public struct RunRequest: Sendable {
     public var mounts: [MountGrant]
     /// From `--env K=V`; set last, so they win. Any name is accepted: the operator typed the value.
     public var env: [EnvironmentVariable]
+    /// From `--allow-host HOST[:PORT[,PORT]]` (``RunRequest/parseAllowHost(_:)``): added to the
+    /// profile's `network.allow`. On a profile with network mode `none` they switch the run to
+    /// `proxied` and are then the only hosts allowed; the profile's other network settings
+    /// (deny rules, budgets, DLP, pinned hosts, proxy port) still apply.
+    public var allowHosts: [EgressRule]
     public var wallClock: Duration?
     public var memory: UInt64?
     public var cpus: Double?
@@ -36,7 +41,7 @@ public struct RunRequest: Sendable {
     public init(
         profile: String = "default", policy: PolicyDocument? = nil, command: [String], workspace: String? = nil,
         workspaceMode: WorkspaceMode? = nil, mounts: [MountGrant] = [], env: [EnvironmentVariable] = [],
-        wallClock: Duration? = nil, memory: UInt64? = nil, cpus: Double? = nil, pids: Int? = nil,
+        allowHosts: [EgressRule] = [], wallClock: Duration? = nil, memory: UInt64? = nil, cpus: Double? = nil, pids: Int? = nil,
         disk: UInt64? = nil, currentDirectory: String, hostEnvironment: [String: String] = [:]
     ) {
         self.profile = profile
@@ -46,6 +51,7 @@ public struct RunRequest: Sendable {
         self.workspaceMode = workspaceMode
         self.mounts = mounts
         self.env = env
+        self.allowHosts = allowHosts
         self.wallClock = wallClock
         self.memory = memory
         self.cpus = cpus
@@ -85,6 +91,7 @@ public enum Resolver {
         let workspace = resolveWorkspace(r, profile: profile, problems: &usage)
         let mounts = resolveMounts(r, profile: profile, problems: &usage)
         let limits = resolveLimits(r, profile: profile, problems: &usage)
+        let network = resolveNetwork(r, profile: profile, problems: &usage)
         for v in r.env where !PathRules.isValidEnvironmentName(v.name) {
             usage.append(
                 "--env: '\(v.name.escapedForMessage)' is not a valid environment variable name; names use ASCII letters, digits and '_' and do not start with a digit"
@@ -107,17 +114,18 @@ public enum Resolver {
             profile: r.profile,
             runtime: profile.runtime ?? .namespace,
             command: r.command,
-            environment: environment(r, profile: profile, user: user),
+            environment: environment(r, profile: profile, user: user, network: network),
             workingDirectory: workspace == nil ? user.home : "/workspace",
             user: user,
             hostname: "airlock",
             filesystem: filesystem,
-            network: NetworkSpec(mode: profile.network ?? NetworkSpec.Mode.none),
+            network: network,
             limits: limits,
             syscalls: profile.syscalls ?? .default,
             landlock: profile.landlock ?? .bestEffort,
             cgroups: profile.cgroups ?? .bestEffort,
-            monitor: monitor)
+            monitor: monitor,
+            secrets: profile.secrets ?? [])
     }
 
     /// The alert rules against the limits that take effect (the profile's or the flags'): a
@@ -199,6 +207,27 @@ public enum Resolver {
         return mounts
     }
 
+    /// The profile's network, with `--allow-host` rules added. A run whose mode stays `none`
+    /// gets the plain ``NetworkSpec/Mode/none`` spec: nothing else in it would have an effect.
+    static func resolveNetwork(_ r: RunRequest, profile: Profile, problems: inout [String]) -> NetworkSpec {
+        for rule in r.allowHosts {
+            for p in EgressRules.ruleProblems(rule) { problems.append("--allow-host \(rule.label.escapedForMessage): \(p)") }
+        }
+        let n = profile.network
+        let profileMode = n.mode ?? NetworkSpec.Mode.none
+        let mode = profileMode == .none && !r.allowHosts.isEmpty ? .proxied : profileMode
+        guard mode == .proxied else { return NetworkSpec(mode: .none) }
+        // Under mode none, allow and inspect_tls rules (which only a parent can have left there)
+        // have no effect, so that --allow-host opens exactly the hosts it names.
+        let proxiedProfile = profileMode == .proxied
+        var allow = proxiedProfile ? n.allow ?? [] : []
+        for rule in r.allowHosts where !allow.contains(rule) { allow.append(rule) }
+        return NetworkSpec(
+            mode: .proxied, allow: allow, deny: n.deny ?? [], inspectTLS: proxiedProfile ? n.inspectTLS ?? [] : [],
+            budgets: n.budgets, dlp: n.dlp ?? .block, hosts: n.hosts ?? [:], upstreamCAFile: n.upstreamCAFile,
+            proxyPort: n.proxyPort ?? NetworkSpec.defaultProxyPort)
+    }
+
     static func resolveLimits(_ r: RunRequest, profile: Profile, problems: inout [String]) -> Limits {
         let p = profile.limits
         if let w = r.wallClock, w <= .zero { problems.append("--timeout must be greater than zero, e.g. 30m") }
@@ -218,9 +247,11 @@ public enum Resolver {
             fileSize: p.fileSize)
     }
 
-    /// PATH, HOME, USER, LOGNAME, SHELL; then the passed-through host values; then `set`; then
-    /// `--env`. A later value replaces an earlier one in place, so each name appears once.
-    static func environment(_ r: RunRequest, profile: Profile, user: SandboxUser) -> [EnvironmentVariable] {
+    /// PATH, HOME, USER, LOGNAME, SHELL; then the passed-through host values; then, for a
+    /// proxied run, the proxy variables (and, when the gateway inspects TLS, the CA variables);
+    /// then `set`; then a placeholder for each injected secret; then `--env`. A later value
+    /// replaces an earlier one in place, so each name appears once.
+    static func environment(_ r: RunRequest, profile: Profile, user: SandboxUser, network: NetworkSpec) -> [EnvironmentVariable] {
         var env: [EnvironmentVariable] = [
             .init("PATH", path), .init("HOME", user.home), .init("USER", user.name),
             .init("LOGNAME", user.name), .init("SHELL", "/bin/sh"),
@@ -228,7 +259,14 @@ public enum Resolver {
         for name in profile.environment.pass ?? [] {
             if let value = r.hostEnvironment[name] { env.upsert(.init(name, value)) }
         }
+        if network.mode == .proxied {
+            for v in EgressEnvironment.proxyVariables(port: network.proxyPort) { env.upsert(v) }
+            if !network.inspectTLS.isEmpty {
+                for v in EgressEnvironment.caVariables { env.upsert(v) }
+            }
+        }
         for v in profile.environment.set ?? [] { env.upsert(v) }
+        for b in profile.secrets ?? [] where b.inject != nil { env.upsert(.init(b.name, Placeholder.value(for: b.name))) }
         for v in r.env { env.upsert(v) }
         return env
     }
@@ -273,6 +311,7 @@ public enum Resolver {
         if let i = p.monitorInterval, !MonitorSpec.intervalRange.contains(i) {
             problems.append("monitor.interval must be from 100ms to 1m")
         }
+        problems += NetworkChecks.specProblems(p)
         guard problems.isEmpty else {
             throw AirlockError(.policy, problems.map { "profile '\(name)': \($0)" }.joined(separator: "\n"))
         }
@@ -310,6 +349,55 @@ extension RunRequest {
             )
         }
         return EnvironmentVariable(name, String(text[text.index(after: eq)...]))
+    }
+
+    /// `HOST[:PORT[,PORT…]]` as written after `--allow-host`: a host pattern as in a profile's
+    /// `network.allow` (`api.example.com`, `*.example.com`, `10.0.0.5`, `10.0.0.0/8`) and,
+    /// optionally, its ports (80 and 443 when none are given). An IPv6 address goes in
+    /// brackets: `[::1]`, `[::1]:443`, `[fd00::/8]:443`.
+    public static func parseAllowHost(_ text: String) throws(AirlockError) -> EgressRule {
+        let usage =
+            "write HOST or HOST:PORT[,PORT…], e.g. --allow-host api.example.com or --allow-host api.example.com:443,8443 ([::1]:443 for an IPv6 address)"
+        func fail(_ why: String) -> AirlockError { AirlockError(.usage, "--allow-host '\(text.escapedForMessage)': \(why); \(usage)") }
+        var host: Substring
+        var portText: Substring?
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { throw fail("the '[' of an IPv6 address has no ']'") }
+            host = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            if rest.hasPrefix(":") {
+                portText = rest.dropFirst()
+            } else if !rest.isEmpty {
+                throw fail("'\(String(rest).escapedForMessage)' follows the ']'; write [ADDRESS] or [ADDRESS]:PORT")
+            }
+            if !host.contains(":") { throw fail("brackets are only for IPv6 addresses; write \(String(host).escapedForMessage) without them") }
+        } else {
+            if text.filter({ $0 == ":" }).count > 1 {
+                throw fail("an IPv6 address goes in brackets, e.g. [::1] or [::1]:443")
+            }
+            if let colon = text.firstIndex(of: ":") {
+                host = text[..<colon]
+                portText = text[text.index(after: colon)...]
+            } else {
+                host = text[...]
+            }
+        }
+        if host.isEmpty { throw fail(portText == nil ? "no host given" : "there is no host before the ':'") }
+        if let p = EgressRules.hostPatternProblem(String(host)) { throw fail(p) }
+        var ports: [Int]?
+        if let portText {
+            if portText.isEmpty { throw fail("there is no port after the ':'") }
+            var list: [Int] = []
+            for part in portText.split(separator: ",", omittingEmptySubsequences: false) {
+                guard !part.isEmpty, part.utf8.count <= 5, part.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let n = Int(part) else {
+                    throw fail("'\(String(part).escapedForMessage)' is not a port number")
+                }
+                if let p = EgressRules.portProblem(n) { throw fail(p) }
+                if !list.contains(n) { list.append(n) }
+            }
+            ports = list
+        }
+        return EgressRule(host: String(host), ports: ports)
     }
 
     /// `DIR[:ro|rw]` as written after `--workspace`. A directory whose name itself ends in

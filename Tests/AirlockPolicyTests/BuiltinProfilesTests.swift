@@ -16,7 +16,7 @@ import Testing
         #expect(p.runtime == .namespace)
         #expect(p.user == .agent)
         #expect(p.filesystem.workspace == .rw)
-        #expect(p.network == NetworkSpec.Mode.none)
+        #expect(p.network.mode == NetworkSpec.Mode.none)
         #expect(p.limits.wallClock == .seconds(3600))
         #expect(p.limits.memory == 4 * GiB)
         #expect(p.limits.cpus == 2)
@@ -42,7 +42,7 @@ import Testing
         #expect(p.limits.fileSize == 256 * MiB)
         #expect(p.syscalls == .strict)
         #expect(p.landlock == .required)
-        #expect(p.network == NetworkSpec.Mode.none)
+        #expect(p.network.mode == NetworkSpec.Mode.none)
     }
 
     @Test func reviewIsDefaultWithAReadOnlyWorkspace() throws {

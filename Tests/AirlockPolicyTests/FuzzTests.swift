@@ -13,7 +13,8 @@ import Testing
         "@", "`", "'", "\"", "\\", "~", "null", "yes", "no", "0", "-1", "1.5", "4G", "1h", "1e999", "0x10", "nan",
         "/", "/etc", "/mnt/x", "..", "/workspace", "TOKEN", "\n", "\n", "\n  ", "\n    ", "\n      ", "  ", "\t",
         " ", "\r\n", "\r", "\u{0}", "\u{7}", "\u{85}", "\u{2028}", "\u{FEFF}", "é", "\u{301}", "🙂", "\u{E000}",
-        "---", "...", "<<",
+        "---", "...", "<<", "allow", "host", "ports", "methods", "paths", "inspect_tls", "budgets", "hosts", "secrets",
+        "inject", "header", "format", "from", "proxied", "*.", "*", "[::1]", "::", "/8", "{}", "env:", "file:", "443",
     ]
 
     static func garbage(_ rng: inout SeededGenerator) -> String {

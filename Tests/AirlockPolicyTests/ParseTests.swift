@@ -24,6 +24,29 @@ import Testing
               etc: [gitconfig, npmrc]
             network:
               mode: proxied
+              allow:
+                - host: packages.example.org
+                - host: "*.githubusercontent.com"
+                - host: api.github.com
+                  ports: [443, 8443]
+                  methods: [GET, post]
+                  paths: ["/repos/acme/*", "/user"]
+                - 10.0.0.5
+                - "::1"
+                - 192.168.0.0/16
+              deny: [metadata.example.internal, {host: api.github.com, methods: [DELETE]}]
+              inspect_tls: [api.github.com]
+              budgets: { bytes_out: 50M, bytes_in: 500M, requests_per_minute: 600 }
+              dlp: redact
+              hosts: { upstream.test: [127.0.0.1, "::1"], other.test: 10.0.0.7 }
+              upstream_ca: /etc/ssl/private-ca.pem
+              proxy_port: 8080
+            secrets:
+              - name: GITHUB_TOKEN
+                from: env:GITHUB_TOKEN
+                inject: {host: api.github.com, header: Authorization, format: "Bearer {}"}
+              - {name: NPM_TOKEN, from: "file:/run/secrets/npm"}
+              - {name: API_KEY, from: env:OTHER_NAME, inject: {host: api.github.com, header: X-Api-Key}}
             environment:
               pass: [TERM, LANG]
               set: { PYTHONDONTWRITEBYTECODE: "1", JOBS: 4, GREETING: 'yes' }
@@ -59,7 +82,32 @@ import Testing
         #expect(p.filesystem.tmpSize == 2 * GiB)
         #expect(p.filesystem.homeSize == 128 * MiB)
         #expect(p.filesystem.etc == ["gitconfig", "npmrc"])
-        #expect(p.network == .proxied)
+        #expect(p.network.mode == .proxied)
+        #expect(
+            p.network.allow == [
+                EgressRule(host: "packages.example.org"),
+                EgressRule(host: "*.githubusercontent.com"),
+                EgressRule(host: "api.github.com", ports: [443, 8443], methods: ["GET", "POST"], paths: ["/repos/acme/*", "/user"]),
+                EgressRule(host: "10.0.0.5"),
+                EgressRule(host: "::1"),
+                EgressRule(host: "192.168.0.0/16"),
+            ])
+        #expect(p.network.deny == [EgressRule(host: "metadata.example.internal"), EgressRule(host: "api.github.com", methods: ["DELETE"])])
+        #expect(p.network.inspectTLS == ["api.github.com"])
+        #expect(p.network.budgets == EgressBudgets(bytesOut: 50 * MiB, bytesIn: 500 * MiB, requestsPerMinute: 600))
+        #expect(p.network.dlp == .redact)
+        #expect(p.network.hosts == ["upstream.test": ["127.0.0.1", "::1"], "other.test": ["10.0.0.7"]])
+        #expect(p.network.upstreamCAFile == "/etc/ssl/private-ca.pem")
+        #expect(p.network.proxyPort == 8080)
+        #expect(
+            p.secrets == [
+                SecretBinding(
+                    name: "GITHUB_TOKEN", source: "env:GITHUB_TOKEN",
+                    inject: SecretInjection(host: "api.github.com", header: "Authorization", format: "Bearer {}")),
+                SecretBinding(name: "NPM_TOKEN", source: "file:/run/secrets/npm"),
+                SecretBinding(
+                    name: "API_KEY", source: "env:OTHER_NAME", inject: SecretInjection(host: "api.github.com", header: "X-Api-Key", format: "{}")),
+            ])
         #expect(p.environment.pass == ["TERM", "LANG"])
         #expect(
             p.environment.set == [
@@ -76,6 +124,10 @@ import Testing
         #expect(p.syscalls == .strict)
         #expect(p.landlock == .required)
         #expect(p.cgroups == .required)
+    }
+
+    @Test func theFullExampleIsValidWithItsExtendsChainFollowed() {
+        #expect(diagnostics(Self.full).isEmpty)
     }
 
     @Test func emptySectionsAndAnEmptyProfileAreAllowed() throws {

@@ -133,13 +133,13 @@ import Testing
         #expect(
             found == [
                 "1:1 unknown key 'profile' in the top level; allowed keys: profiles (did you mean 'profiles'?)",
-                "4:5 unknown key 'extend' in profile 'a'; allowed keys: description, extends, runtime, user, filesystem, network, environment, limits, syscalls, landlock, cgroups, alerts, monitor (did you mean 'extends'?)",
+                "4:5 unknown key 'extend' in profile 'a'; allowed keys: description, extends, runtime, user, filesystem, network, environment, limits, syscalls, landlock, cgroups, alerts, monitor, secrets (did you mean 'extends'?)",
                 "5:18 unknown key 'workspce' in filesystem; allowed keys: workspace, deny, mounts, tmp_size, home_size, etc (did you mean 'workspace'?)",
-                "6:15 unknown key 'mod' in network; allowed keys: mode (did you mean 'mode'?)",
+                "6:15 unknown key 'mod' in network; allowed keys: mode, allow, deny, inspect_tls, budgets, dlp, hosts, upstream_ca, proxy_port (did you mean 'mode'?)",
                 "7:19 unknown key 'passthrough' in environment; allowed keys: pass, set",
                 "8:14 unknown key 'CPUS' in limits; allowed keys: wall_clock, memory, cpus, pids, disk, open_files, file_size (did you mean 'cpus'?)",
                 "8:23 unknown key 'gpu' in limits; allowed keys: wall_clock, memory, cpus, pids, disk, open_files, file_size",
-                "9:5 unknown key 'filesystem_' in profile 'a'; allowed keys: description, extends, runtime, user, filesystem, network, environment, limits, syscalls, landlock, cgroups, alerts, monitor (did you mean 'filesystem'?)",
+                "9:5 unknown key 'filesystem_' in profile 'a'; allowed keys: description, extends, runtime, user, filesystem, network, environment, limits, syscalls, landlock, cgroups, alerts, monitor, secrets (did you mean 'filesystem'?)",
             ])
     }
 

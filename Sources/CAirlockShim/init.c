@@ -3,8 +3,9 @@
  * its own user namespace and none outside it. In order: wait for the id maps,
  * hostname, loopback, root file system and pivot_root, then drop everything
  * (capabilities, bounding set, securebits, no_new_privs), Landlock, rlimits,
- * seccomp last; then start the command and reap until it exits. When PID 1
- * exits, the kernel kills every process left in the namespace.
+ * seccomp last; then start the command and reap until it exits, relaying the
+ * egress gateway's loopback port meanwhile (relay.c) when the network is proxied.
+ * When PID 1 exits, the kernel kills every process left in the namespace.
  */
 #if defined(__linux__)
 #include "sandbox.h"
@@ -182,6 +183,9 @@ void al_init_main(const struct al_plan *plan, int sync_fd, const int *prepared) 
     al_build_root(plan, prepared);
 
     al_status("root-built");
+    /* Proxied network: the loopback listeners exist before the command does, and with
+     * the privileges a port below 1024 needs. */
+    struct al_relay *relay = al_relay_open(plan);
     const char *cwd = plan_string(plan, AL_CWD);
     char **argv = collect(plan, AL_ARG);
     char **envp = collect(plan, AL_ENV);
@@ -233,6 +237,7 @@ void al_init_main(const struct al_plan *plan, int sync_fd, const int *prepared) 
         al_status("started %d", (int)child);
 
     for (;;) {
+        al_relay_wait(relay, sfd); /* serves the egress relay, if any, until a signal is pending */
         struct signalfd_siginfo si;
         ssize_t n = read(sfd, &si, sizeof(si));
         if (n < 0 && errno == EINTR) continue;

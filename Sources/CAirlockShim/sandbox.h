@@ -55,12 +55,14 @@ enum al_tag {
     AL_ARG = 22,         /* str */
     AL_CWD = 23,         /* str */
     /* 24: unused */
-    AL_CGROUP_DIR = 25,
-    AL_CLEANUP_DIR = 26,
+    AL_CGROUP_DIR = 25,  /* str: a cgroup v2 directory PID 1 is cloned into (clone3 CLONE_INTO_CGROUP) */
+    AL_CLEANUP_DIR = 26, /* str: an empty host directory (cgroup, placeholder) the helper removes if airlock died */
     AL_PLACEHOLDER = 27, /* str: top-level workspace name that may be a placeholder (see helper.c) */
     AL_WORKSPACE_LOCK = 28, /* no fields: fd 6 is the workspace directory, flock'ed shared */
     AL_IDMAP = 29,       /* u64 disk uid, u64 disk gid, u64 host uid, u64 host gid: binds flagged
-                            AL_MNT_IDMAP show files owned by the disk ids as owned by the sandbox */ /* str: an empty host directory (cgroup, placeholder) the helper removes if airlock died */  /* str: a cgroup v2 directory PID 1 is cloned into (clone3 CLONE_INTO_CGROUP) */
+                            AL_MNT_IDMAP show files owned by the disk ids as owned by the sandbox */
+    AL_EGRESS = 30,      /* u64 port, str socket path (in sandbox): PID 1 relays 127.0.0.1:port and
+                            [::1]:port to that Unix socket (relay.c) */
 };
 
 /* AL_BIND flags */
@@ -119,6 +121,16 @@ void al_build_root(const struct al_plan *plan, const int *prepared);
 
 /* landlock.c */
 void al_apply_landlock(const struct al_plan *plan);
+
+/* relay.c: PID 1's loopback relay to the egress gateway */
+struct al_relay;
+/* Listens on the loopback port of the plan's AL_EGRESS record (call it before privileges
+ * are dropped); NULL when the plan has none. A listener that cannot be opened fails the
+ * setup, except [::1] where the namespace has no IPv6. */
+struct al_relay *al_relay_open(const struct al_plan *plan);
+/* Relays connections until `sfd` (a signalfd) is readable; never blocks anywhere else.
+ * With no relay it just waits for `sfd`. */
+void al_relay_wait(struct al_relay *relay, int sfd);
 
 /* helper.c: the outer half */
 int al_helper_main(int argc, char **argv);

@@ -124,19 +124,29 @@ public struct SandboxRunner: Sendable {
         case .microvm, .kubernetes:
             throw AirlockError(.policy, "runtime tier '\(spec.runtime.rawValue)' is not available in this build of airlock; use 'runtime: namespace'")
         }
-        if spec.network.mode == .proxied {
-            throw AirlockError(.policy, "network mode 'proxied' needs the egress gateway, which this build does not include yet; use 'mode: none'")
+        if spec.network.mode == .proxied, !(1...65535).contains(spec.network.proxyPort) {
+            throw AirlockError(.policy, "network.proxy_port \(spec.network.proxyPort) is not a TCP port (1-65535)")
         }
         guard !spec.command.isEmpty else { throw AirlockError(.usage, "no command given: write it after `--`") }
     }
 
     /// Runs the spec. `marks` are earlier phases of the caller (e.g. the CLI's parsing) for the timeline.
+    ///
+    /// `airlockDirectory`: with a proxied network (required then, ignored otherwise), the host
+    /// directory of this run's airlock, made by the caller: the egress gateway's listening
+    /// socket `egress.sock` and its CA files. It is bound read-only at `/run/airlock`, and the
+    /// sandbox's PID 1 relays `127.0.0.1:<proxyPort>` and `[::1]:<proxyPort>` to the socket.
+    /// The sandbox user (the caller's uid, or an unprivileged per-sandbox uid when the caller
+    /// is root) must be able to search the directory and connect to the socket (0711 and 0666).
     public func run(
-        _ spec: SandboxSpec, instance: String = SandboxRunner.newInstanceID(), marks: [(String, UInt64)] = []
+        _ spec: SandboxSpec, instance: String = SandboxRunner.newInstanceID(), marks: [(String, UInt64)] = [],
+        airlockDirectory: String? = nil
     ) throws(AirlockError) -> RunOutcome {
         let teardown = Teardown()
         do {
-            var outcome = try run(spec, instance: instance, teardown: teardown)
+            var outcome = try run(
+                spec, instance: instance, airlockDirectory: spec.network.mode == .proxied ? airlockDirectory : nil,
+                teardown: teardown)
             outcome.timeline.marks.insert(contentsOf: marks, at: 0)
             let warnings = teardown.run()
             for w in warnings {
@@ -153,8 +163,11 @@ public struct SandboxRunner: Sendable {
         }
     }
 
-    private func run(_ spec: SandboxSpec, instance: String, teardown: Teardown) throws(AirlockError) -> RunOutcome {
+    private func run(
+        _ spec: SandboxSpec, instance: String, airlockDirectory: String?, teardown: Teardown
+    ) throws(AirlockError) -> RunOutcome {
         try Self.validate(spec)
+        if spec.network.mode == .proxied { try Self.checkAirlockDirectory(airlockDirectory) }
         let started = ContinuousClock.now
         var marks: [(String, UInt64)] = [("runner", Timing.now())]
         var warnings: [String] = []
@@ -222,6 +235,7 @@ public struct SandboxRunner: Sendable {
         marks.append(("seccomp", Timing.now()))
         var builder = PlanBuilder(host: .live, seccomp: seccomp, cgroupProcs: [])
         builder.cleanupDirectories = cleanup
+        builder.airlockDirectory = airlockDirectory
         if geteuid() == 0 {
             // Never run a sandbox as host uid 0: each gets its own unprivileged uid/gid, and
             // writable binds are idmapped so the workspace stays writable and keeps its owner.
@@ -344,6 +358,28 @@ public struct SandboxRunner: Sendable {
 }
 
 extension SandboxRunner {
+    /// A proxied run needs the egress gateway's airlock directory with its socket in place:
+    /// without it the sandbox would start with no way out and every request would fail.
+    static func checkAirlockDirectory(_ directory: String?) throws(AirlockError) {
+        guard let directory else {
+            throw AirlockError(
+                .sandboxSetup, "network mode 'proxied' needs the egress gateway's airlock directory, and the runtime was given none")
+        }
+        guard directory.hasPrefix("/") else {
+            throw AirlockError(.sandboxSetup, "the airlock directory \(directory) is not an absolute path")
+        }
+        var st = stat()
+        guard stat(directory, &st) == 0 else { throw systemError("stat", errno, "cannot use the airlock directory \(directory)") }
+        guard st.st_mode & S_IFMT == S_IFDIR else {
+            throw AirlockError(.sandboxSetup, "the airlock directory \(directory) is not a directory")
+        }
+        let socket = directory + "/" + PlanBuilder.egressSocketName
+        guard lstat(socket, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK else {
+            throw AirlockError(
+                .sandboxSetup, "the egress gateway's socket \(socket) does not exist or is not a socket; is the gateway running?")
+        }
+    }
+
     /// Starts sampling the sandbox for its alert rules. Each firing is an `alert.fired` event;
     /// a `stop` rule kills every process of the sandbox's cgroup (v2 `cgroup.kill`; v1 freeze,
     /// SIGKILL what is listed, thaw, until empty), PID 1 included, so the PID namespace goes

@@ -16,7 +16,10 @@ import AirlockCore
 ///   information leaks (`kcore`, `keys`, `timer_list`, …) masked;
 /// - a minimal `/dev`: null, zero, full, random, urandom, tty, a private devpts, shm, fd links;
 /// - `/tmp` and `$HOME` as size-limited tmpfs; `/workspace` bound from the host with the
-///   mandatory-deny paths inside it re-bound read-only.
+///   mandatory-deny paths inside it re-bound read-only;
+/// - with a proxied network, `/run/airlock`: the run's airlock directory (the egress
+///   gateway's socket and CA files) bound read-only, and PID 1 relaying the loopback proxy
+///   port to that socket.
 public struct PlanBuilder: Sendable {
     public var host: HostProbe
     /// Compiled seccomp program (raw `sock_filter` bytes), or nil for none.
@@ -36,6 +39,15 @@ public struct PlanBuilder: Sendable {
     /// With `hostIdentity`: owner of the workspace on disk; writable binds are idmapped so
     /// files owned by it appear owned by the sandbox user, and new files are stored as it.
     public var idmapDiskOwner: (uid: UInt32, gid: UInt32)?
+    /// Proxied network: the host directory holding the egress gateway's socket
+    /// (`egress.sock`) and CA files, bound read-only at `airlockMountPoint`. Required when
+    /// the spec's network is proxied, ignored otherwise.
+    public var airlockDirectory: String?
+
+    /// Where the airlock directory appears inside the sandbox.
+    public static let airlockMountPoint = "/run/airlock"
+    /// The egress gateway's socket, by name within the airlock directory.
+    public static let egressSocketName = "egress.sock"
 
     public init(host: HostProbe, seccomp: [UInt8]?, cgroupProcs: [String], cgroupDirectory: String? = nil) {
         self.host = host
@@ -165,7 +177,25 @@ public struct PlanBuilder: Sendable {
             landlock.append(.landlock(path: m.destination, access: m.readOnly ? .read : .write, optional: false))
         }
 
+        // The airlock: the only way out (proxied network). Read-only, so the sandbox can
+        // neither plant a socket of its own nor replace the gateway's.
+        var egress: PlanRecord?
+        if spec.network.mode == .proxied {
+            guard let dir = airlockDirectory, dir.hasPrefix("/") else {
+                throw AirlockError(
+                    .sandboxSetup,
+                    "network mode 'proxied' needs the egress gateway's airlock directory (an absolute host path), and none was given")
+            }
+            guard let port = UInt16(exactly: spec.network.proxyPort), port > 0 else {
+                throw AirlockError(.policy, "network.proxy_port \(spec.network.proxyPort) is not a TCP port (1-65535)")
+            }
+            r.append(.bind(source: dir, destination: Self.airlockMountPoint, flags: [.readOnly, .noSUID, .noDev, .noExec]))
+            landlock.append(.landlock(path: Self.airlockMountPoint, access: .read, optional: false))
+            egress = .egress(port: port, socket: Self.airlockMountPoint + "/" + Self.egressSocketName)
+        }
+
         r.append(.remountReadOnly("/"))
+        if let egress { r.append(egress) }
 
         r.append(.landlockMode(required: spec.landlock == .required))
         r.append(contentsOf: landlock)

@@ -1,6 +1,6 @@
 import AirlockCore
 
-/// One record of the plan the C helper executes; see `Sources/airlock-sandbox/sandbox.h`.
+/// One record of the plan the C helper executes; see `Sources/CAirlockShim/sandbox.h`.
 /// The tags and field layouts here and there must agree.
 public enum PlanRecord: Equatable, Sendable {
     case namespaces(UInt64)
@@ -36,6 +36,9 @@ public enum PlanRecord: Equatable, Sendable {
     case workspaceLock
     /// Binds flagged `.idmapped` show files owned by the disk ids as owned by the host ids.
     case idmap(diskUID: UInt32, diskGID: UInt32, hostUID: UInt32, hostGID: UInt32)
+    /// Proxied network: PID 1 listens on `127.0.0.1:port` and `[::1]:port` and relays each
+    /// connection to the Unix socket at `socket` (a path inside the sandbox).
+    case egress(port: UInt16, socket: String)
 
     var tag: UInt32 {
         switch self {
@@ -67,6 +70,7 @@ public enum PlanRecord: Equatable, Sendable {
         case .placeholder: 27
         case .workspaceLock: 28
         case .idmap: 29
+        case .egress: 30
         }
     }
 }
@@ -134,6 +138,7 @@ public enum PlanEncoder {
         case .landlockMode(let r): return [u64(r ? 1 : 0)]
         case .workspaceLock: return []
         case .idmap(let du, let dg, let hu, let hg): return [u64(du), u64(dg), u64(hu), u64(hg)]
+        case .egress(let port, let socket): return [u64(port), try str(socket)]
         case .rlimit(let r, let s, let h): return [u64(UInt64(UInt32(bitPattern: r))), u64(s), u64(h)]
         case .seccomp(let bytes): return [bytes]
         case .environment(let s), .argument(let s), .workingDirectory(let s), .cgroupDirectory(let s),

@@ -30,6 +30,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
     ],
     targets: [
         // Shared vocabulary: errors, units, the SandboxSpec contract between layers.
@@ -65,6 +69,22 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
+        // Layer 4: the egress gateway. Decision/ is pure (host and address canonicalisation,
+        // rules, ClientHello parsing); Gateway/ is the SwiftNIO proxy behind a sandbox's
+        // airlock socket; TLS/ is the per-sandbox CA for inspected hosts.
+        .target(
+            name: "AirlockEgress",
+            dependencies: [
+                "AirlockCore", "AirlockAudit", "AirlockDLP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict),
         // Layer 1: the namespace runtime (helper launch, cgroups, seccomp, Landlock plan).
         .target(
             name: "AirlockRuntime",
@@ -74,7 +94,7 @@ let package = Package(
         .target(
             name: "AirlockCommands",
             dependencies: [
-                "AirlockCore", "AirlockPolicy", "AirlockRuntime", "AirlockAudit", "AirlockDLP", "AirlockTelemetry",
+                "AirlockCore", "AirlockPolicy", "AirlockRuntime", "AirlockAudit", "AirlockDLP", "AirlockTelemetry", "AirlockEgress", "CAirlockShim",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -91,19 +111,34 @@ let package = Package(
             // Pure C: drop the Swift runtime the link driver adds, so the helper starts in ~1 ms.
             linkerSettings: [.unsafeFlags(["-static-executable"])]),
         .executableTarget(
-            name: "airlock-bench", dependencies: ["AirlockCore", "AirlockAudit", "AirlockDLP"], swiftSettings: strict),
+            name: "airlock-bench",
+            dependencies: [
+                "AirlockCore", "AirlockAudit", "AirlockDLP", "AirlockEgress",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
         // Helpers the test targets share (a seeded generator for the fuzz tests).
-        .target(name: "AirlockTestSupport", path: "Tests/AirlockTestSupport", swiftSettings: strict),
+        .target(
+            name: "AirlockTestSupport",
+            dependencies: [
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Tests/AirlockTestSupport", swiftSettings: strict),
         .testTarget(name: "AirlockPolicyTests", dependencies: ["AirlockPolicy", "AirlockTestSupport"], swiftSettings: strict),
         .testTarget(name: "AirlockTelemetryTests", dependencies: ["AirlockTelemetry", "AirlockAudit"], swiftSettings: strict),
         .testTarget(name: "AirlockDLPTests", dependencies: ["AirlockDLP", "AirlockTestSupport"], swiftSettings: strict),
         .testTarget(
             name: "AirlockAuditTests", dependencies: ["AirlockAudit", .product(name: "Crypto", package: "swift-crypto"), "airlock-bench"],
             swiftSettings: strict),
+        .testTarget(name: "AirlockEgressTests", dependencies: ["AirlockEgress", "AirlockTestSupport"], swiftSettings: strict),
         .testTarget(name: "AirlockRuntimeTests", dependencies: ["AirlockRuntime"], swiftSettings: strict),
         .testTarget(
             name: "AirlockSandboxTests",
-            dependencies: ["AirlockRuntime", "AirlockPolicy", "airlock", "airlock-sandbox"],
+            dependencies: ["AirlockRuntime", "AirlockPolicy", "AirlockTestSupport", "airlock", "airlock-sandbox"],
             swiftSettings: strict),
     ]
 )

@@ -11,7 +11,26 @@ enum Explain {
         line("command:      \(spec.command.joined(separator: " "))")
         line("user:         \(spec.user.name) (uid \(spec.user.uid), gid \(spec.user.gid)), home \(spec.user.home), no capabilities, no_new_privs")
         line("namespaces:   user, mount, pid, network, ipc, uts, cgroup")
-        line("network:      \(spec.network.mode.rawValue) (loopback only, no route, no DNS)")
+        let n = spec.network
+        switch n.mode {
+        case .none:
+            line("network:      none (loopback only, no route, no DNS)")
+        case .proxied:
+            line("network:      proxied (loopback only; the egress gateway on 127.0.0.1:\(n.proxyPort) and [::1]:\(n.proxyPort), no DNS)")
+            line("  allow:      \(n.allow.isEmpty ? "(nothing: every request is refused)" : n.allow.map(\.label).joined(separator: "; "))")
+            if !n.deny.isEmpty { line("  deny:       \(n.deny.map(\.label).joined(separator: "; "))") }
+            if !n.inspectTLS.isEmpty { line("  inspect:    \(n.inspectTLS.joined(separator: ", ")) (TLS terminated with a per-sandbox CA)") }
+            var budgets: [String] = []
+            if let b = n.budgets.bytesOut { budgets.append("out \(Units.formatBytes(b))") }
+            if let b = n.budgets.bytesIn { budgets.append("in \(Units.formatBytes(b))") }
+            if let r = n.budgets.requestsPerMinute { budgets.append("\(r) requests/min") }
+            if !budgets.isEmpty { line("  budgets:    \(budgets.joined(separator: ", "))") }
+            line("  dlp:        \(n.dlp.rawValue)")
+        }
+        for s in spec.secrets {
+            let how = s.inject.map { "placeholder; injected as \($0.header) on requests to \($0.host)" } ?? "value passed in; refused on the way out"
+            line("secret:       \(s.name) from \(s.source) (\(how))")
+        }
         line("workdir:      \(spec.workingDirectory)")
         var limits: [String] = []
         if let w = l.wallClock { limits.append("wall clock \(Units.formatDuration(w))") }

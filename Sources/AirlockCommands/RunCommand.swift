@@ -2,6 +2,7 @@ import ArgumentParser
 import AirlockAudit
 import AirlockCore
 import AirlockDLP
+import AirlockEgress
 import AirlockPolicy
 import AirlockRuntime
 import Logging
@@ -56,6 +57,9 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("When the run ends, write Prometheus metrics (text format) to this file.", valueName: "FILE"))
     var metricsFile: String?
 
+    @Option(name: .long, help: ArgumentHelp("Let the sandbox reach this host through the egress gateway for this run (switches the network to proxied; ports 80 and 443 unless given).", valueName: "HOST[:PORT[,PORT]]"))
+    var allowHost: [String] = []
+
     @Option(name: .long, help: ArgumentHelp("Pass the secret in this variable of airlock's environment into the sandbox; its value is redacted from every event.", valueName: "NAME"))
     var secret: [String] = []
 
@@ -79,7 +83,7 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         var marks: [(String, UInt64)] = [("main", AirlockCommand.processStart), ("cli", Timing.now())]
         let hostEnv = HostEnvironment.current()
-        let spec: SandboxSpec
+        var spec: SandboxSpec
         do { spec = try resolve(hostEnvironment: hostEnv) } catch { throw fail(error) }
         marks.append(("resolved", Timing.now()))
 
@@ -88,12 +92,22 @@ struct RunCommand: ParsableCommand {
             return
         }
 
+        // Secrets: the profile's bindings and --secret values, loaded before anything starts.
+        let loadedSecrets: [GatewaySecret]
+        do throws(AirlockError) {
+            loadedSecrets = try RunEgress.loadSecrets(spec, flags: try secrets(hostEnv), environment: hostEnv)
+        } catch { throw fail(error) }
+        for s in loadedSecrets where s.placeholder == nil && spec.secrets.contains(where: { $0.name == s.name }) {
+            spec.environment.removeAll { $0.name == s.name }
+            spec.environment.append(EnvironmentVariable(s.name, s.value))
+        }
+
         let audit: RunAudit
         do {
             audit = try RunAudit(RunAudit.Settings(
                 auditDirectory: auditDir.map(AuditCommand.absolute), noAudit: noAudit, eventsFile: events, metricsFile: metricsFile,
                 identity: Identity(instance: "", session: session, workflow: workflow, agent: agent, principal: principal ?? "uid:\(getuid())"),
-                secrets: try secrets(hostEnv), environment: hostEnv))
+                secrets: loadedSecrets.map { Secret(name: $0.name, value: $0.value) }, environment: hostEnv))
         } catch { throw fail(error) }
         let sink = audit.sink
         var logger = Logger(label: "airlock")
@@ -101,11 +115,23 @@ struct RunCommand: ParsableCommand {
         let runner = SandboxRunner(logger: logger, events: sink, environment: hostEnv) { warning in
             printError("airlock: warning: \(warning)")
         }
+        let instance = SandboxRunner.newInstanceID()
+        // Proxied network: the gateway and the airlock directory exist before the sandbox does.
+        var egress: RunEgress?
+        if spec.network.mode == .proxied {
+            do { egress = try RunEgress(spec: spec, instance: instance, secrets: loadedSecrets, sink: sink, environment: hostEnv) } catch {
+                _ = audit.finish()
+                throw fail(error)
+            }
+            marks.append(("egress", Timing.now()))
+        }
         let outcome: RunOutcome
-        do { outcome = try runner.run(spec, marks: marks) } catch {
+        do { outcome = try runner.run(spec, instance: instance, marks: marks, airlockDirectory: egress?.directory) } catch {
+            egress?.stop()
             _ = audit.finish()
             throw fail(error)
         }
+        egress?.stop()
         _ = audit.finish()
 
         if hostEnv["AIRLOCK_TIMING"] == "1" {
@@ -149,6 +175,7 @@ struct RunCommand: ParsableCommand {
         }
         request.env = try env.map { (s: String) throws(AirlockError) -> EnvironmentVariable in try RunRequest.parseEnvironment(s) }
         for s in try secrets(hostEnvironment) { request.env.append(try RunRequest.parseEnvironment("\(s.name)=\(s.value)")) }
+        request.allowHosts = try allowHost.map { (s: String) throws(AirlockError) -> EgressRule in try RunRequest.parseAllowHost(s) }
         if let timeout { request.wallClock = try Units.parseDuration(timeout) }
         if let memory { request.memory = try Units.parseBytes(memory) }
         if let cpus { request.cpus = try CLIParsing.cpus(cpus) }

@@ -26,6 +26,16 @@ enum SpecAttributes {
                 .string("\($0.source):\($0.destination):\($0.readOnly ? "ro" : "rw")")
             })))
         }
+        if spec.network.mode == .proxied {
+            let n = spec.network
+            a.append(("airlock.network.allow", .array(n.allow.map { .string($0.label) })))
+            if !n.deny.isEmpty { a.append(("airlock.network.deny", .array(n.deny.map { .string($0.label) }))) }
+            if !n.inspectTLS.isEmpty { a.append(("airlock.network.inspect_tls", .array(n.inspectTLS.map { .string($0) }))) }
+            a.append(("airlock.network.dlp", .string(n.dlp.rawValue)))
+        }
+        if !spec.secrets.isEmpty {
+            a.append(("airlock.secrets", .array(spec.secrets.map { s in .string(s.inject.map { "\(s.name)->\($0.host)" } ?? s.name) })))
+        }
         if let w = spec.limits.wallClock { a.append(("airlock.limits.wall_clock_ms", .int(w.milliseconds))) }
         if let m = spec.limits.memoryBytes { a.append(("airlock.limits.memory_bytes", .int(Int64(m)))) }
         if let c = spec.limits.cpus { a.append(("airlock.limits.cpus", .double(c))) }

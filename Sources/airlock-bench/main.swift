@@ -4,6 +4,7 @@
 //
 //   .build/release/airlock-bench audit [--events N]   (see AuditBench.swift)
 //   .build/release/airlock-bench dlp                  (see DLPBench.swift)
+//   .build/release/airlock-bench egress [--requests N] [--size BYTES]   (see EgressBench.swift)
 //
 // `sandbox` runs `airlock run -- /bin/true` (default profile: every namespace, cgroup
 // limits, seccomp, Landlock), `bwrap --unshare-all --ro-bind / / /bin/true` and
@@ -218,6 +219,10 @@ var runs = 200
 if let i = args.firstIndex(of: "--runs"), i + 1 < args.count, let n = Int(args[i + 1]), n > 0 { runs = n }
 var events = 400_000
 if let i = args.firstIndex(of: "--events"), i + 1 < args.count, let n = Int(args[i + 1]), n > 0 { events = n }
+var egressRequests = 5000
+if let i = args.firstIndex(of: "--requests"), i + 1 < args.count, let n = Int(args[i + 1]), n > 0 { egressRequests = n }
+var egressSize = 256 << 20
+if let i = args.firstIndex(of: "--size"), i + 1 < args.count, let n = Int(args[i + 1]), n > 0 { egressSize = n }
 switch args.first {
 case "sandbox", nil:
     exit(sandboxBenchmark(runs: runs))
@@ -225,10 +230,12 @@ case "audit":
     exit(await auditBenchmark(events: events))
 case "audit-crash-writer" where args.count == 2:
     exit(await auditCrashWriter(directory: args[1]))
+case "egress":
+    exit(egressBenchmark(requests: egressRequests, size: egressSize))
 case "dlp":
     for line in runDLPBench(iterations: runs * 100) { print(line) }
     exit(0)
 default:
-    print("usage: airlock-bench sandbox [--runs N] | audit [--events N] | dlp [--runs N] | audit-crash-writer DIR")
+    print("usage: airlock-bench sandbox [--runs N] | audit [--events N] | dlp [--runs N] | egress [--requests N] [--size BYTES] | audit-crash-writer DIR")
     exit(2)
 }

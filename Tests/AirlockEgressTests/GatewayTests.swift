@@ -41,8 +41,7 @@ struct GatewayTests {
         _ network: NetworkSpec, limits: GatewayLimits = .init(), resolver: (any EgressResolver)? = nil,
         _ body: (Harness) throws -> Void
     ) throws {
-        let dir = "/var/tmp/airlock-gw-test-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let events = Events()
         let gateway = try EgressGateway(
@@ -53,13 +52,20 @@ struct GatewayTests {
         try body(Harness(dir: dir, gateway: gateway, events: events))
     }
 
+    /// A directory for one test's upstream log and socket, removed by the caller.
+    static func scratchDirectory() throws -> String {
+        let dir = "/var/tmp/airlock-gw-test-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
     static func network(_ allow: [EgressRule], hosts: [String: [String]] = [:], inspect: [String] = []) -> NetworkSpec {
         NetworkSpec(mode: .proxied, allow: allow, inspectTLS: inspect, hosts: hosts)
     }
 
     @Test func aRebindingAnswerNeverReachesLoopback() throws {
-        let dir = NSTemporaryDirectory() + "up-\(UUID().uuidString.prefix(6))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try Self.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let up = try TestUpstream(directory: dir)
         defer { up.stop() }
         // First answer: a public address (checked, allowed; unreachable from this offline
@@ -77,8 +83,8 @@ struct GatewayTests {
     }
 
     @Test func hostileClientsDoNotHarmAWellBehavedOne() throws {
-        let dir = NSTemporaryDirectory() + "up-\(UUID().uuidString.prefix(6))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try Self.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let up = try TestUpstream(directory: dir)
         defer { up.stop() }
         var limits = GatewayLimits()
@@ -121,8 +127,8 @@ struct GatewayTests {
     }
 
     @Test func pipelinedAndChunkedRequestsAreAnsweredInOrder() throws {
-        let dir = NSTemporaryDirectory() + "up-\(UUID().uuidString.prefix(6))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try Self.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let up = try TestUpstream(directory: dir)
         defer { up.stop() }
         let net = Self.network([EgressRule(host: "127.0.0.1", ports: [up.httpPort])])
@@ -141,8 +147,8 @@ struct GatewayTests {
     }
 
     @Test func largeDownloadsStreamThroughPlainAndTunnel() throws {
-        let dir = NSTemporaryDirectory() + "up-\(UUID().uuidString.prefix(6))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try Self.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let up = try TestUpstream(directory: dir)
         defer { up.stop() }
         let net = Self.network([EgressRule(host: "127.0.0.1", ports: [up.httpPort])])
@@ -198,8 +204,8 @@ struct GatewayTests {
     }
 
     @Test func redactModeForwardsWithTheSecretReplacedAndCompressedBodiesAreRefused() throws {
-        let dir = NSTemporaryDirectory() + "up-\(UUID().uuidString.prefix(6))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try Self.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let up = try TestUpstream(directory: dir)
         defer { up.stop() }
         var net = Self.network([EgressRule(host: "127.0.0.1", ports: [up.httpPort])])

@@ -33,6 +33,11 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         var upstreamKeepAlive = true
         var injected: [String] = []
         var rule: String?
+        /// Sent on a kept-alive upstream connection; if that closes before answering (it
+        /// timed out between requests), the request is sent once more on a new one.
+        var sentOnReused = false
+        var retried = false
+        var dispatched = false
     }
     private var pending: Pending?
     /// Set after a refusal: the rest of the request is ignored and the connection closes.
@@ -247,12 +252,15 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Sends the pending request on the kept upstream connection, or opens one.
     private func dispatch(context: ChannelHandlerContext) {
         guard let p = pending else { return }
+        pending?.dispatched = true
         let tls = origin != nil
         let key = (tls ? "https://" : "http://") + p.record.destination
         if let up = upstream, up.key == key, up.channel.isActive {
+            pending?.sentOnReused = true
             send(on: up.channel)
             return
         }
+        pending?.sentOnReused = false
         upstream?.channel.close(promise: nil)
         upstream = nil
         let loop = context.eventLoop
@@ -300,7 +308,6 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         channel.write(HTTPClientRequestPart.head(p.head), promise: nil)
         if let body = p.body, body.readableBytes > 0 { channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil) }
         channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
-        pending?.body = nil
     }
 
     // MARK: upstream side (called by UpstreamHandler on this loop)
@@ -309,6 +316,7 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard let context, upstream?.channel === channel, var p = pending else { return }
         switch part {
         case .head(var head):
+            p.body = nil
             p.record.status = Int(head.status.code)
             p.upstreamKeepAlive = head.isKeepAlive
             head.headers = Self.forwardHeaders(head.headers, response: true)
@@ -367,19 +375,22 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     func upstreamClosed(_ channel: any Channel) {
         guard upstream?.channel === channel else { return }
         upstream = nil
-        guard let context, let p = pending else { return }
+        guard let context, let p = pending, p.dispatched else { return }
         if p.responded {
             // Cut mid-response: the client must not take a truncated body for a whole one.
             gateway.events.emit("egress.request", decision: Decision("error", reason: "upstream closed the connection mid-response"), p.record.attributes())
             pending = nil
             context.close(promise: nil)
-        } else if p.body == nil {
+        } else if p.sentOnReused, !p.retried, [.GET, .HEAD, .OPTIONS, .PUT, .DELETE].contains(p.head.method) {
+            pending?.retried = true
+            dispatch(context: context)
+        } else {
             refuse(Refusal(status: .badGateway, reason: "upstream closed the connection without a response", verdict: "error"), record: p.record, context: context)
         }
     }
 
     func upstreamFailed(_ channel: any Channel, _ refusal: Refusal) {
-        guard upstream?.channel === channel, let context, let p = pending else { return }
+        guard upstream?.channel === channel, let context, let p = pending, p.dispatched else { return }
         upstream = nil
         if p.responded {
             gateway.events.emit("egress.request", decision: Decision("error", reason: refusal.reason), p.record.attributes())

@@ -52,6 +52,8 @@ extension GatewayContext {
         return ClientBootstrap(group: loop)
             .connectTimeout(timeout)
             .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.writeBufferWaterMark, value: GatewayContext.waterMark)
+            .channelOption(.recvAllocator, value: GatewayContext.receiveAllocator)
             .channelInitializer(initializer)
             .connect(to: socketAddress)
             .map { ($0, address) }

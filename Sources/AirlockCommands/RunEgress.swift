@@ -24,7 +24,9 @@ final class RunEgress {
     init(spec: SandboxSpec, instance: String, secrets: [GatewaySecret], sink: any EventSink, environment: [String: String]) throws(AirlockError) {
         let base = try Self.baseDirectory(environment)
         var random = [UInt8](repeating: 0, count: 12)
-        _ = random.withUnsafeMutableBytes { airlock_random($0.baseAddress, 12) }
+        guard random.withUnsafeMutableBytes({ airlock_random($0.baseAddress, 12) }) == 0 else {
+            throw AirlockError(.sandboxSetup, "cannot read random bytes for the airlock directory name")
+        }
         directory = base + "/" + random.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
         // A Unix socket path holds at most 107 bytes.
         guard (directory + "/egress.sock").utf8.count <= 107 else {
@@ -72,10 +74,14 @@ final class RunEgress {
                 value = v
             } else if b.source.hasPrefix("file:") {
                 let path = String(b.source.dropFirst(5))
-                guard let text = readText(path), let line = text.split(separator: "\n", omittingEmptySubsequences: true).first else {
+                // The first non-empty line, split on bytes ("\r\n" is one Character in Swift).
+                guard let text = readText(path),
+                    var line = text.utf8.split(separator: 10, omittingEmptySubsequences: true).first.map({ Array($0) })
+                else {
                     throw AirlockError(.usage, "secret \(b.name): cannot read \(path) (it must exist and hold the value on its first line)")
                 }
-                value = String(line)
+                if line.last == 13 { line.removeLast() }
+                value = String(decoding: line, as: UTF8.self)
             } else {
                 throw AirlockError(.policy, "secret \(b.name): unknown source \(b.source) (use env:NAME or file:/path)")
             }

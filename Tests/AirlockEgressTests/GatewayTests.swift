@@ -183,22 +183,30 @@ struct GatewayTests {
         }
     }
 
-    @Test func plainTextThroughATunnelToPort443IsRefused() throws {
-        // A real server on 127.0.0.1:443 that counts the connections it accepts.
-        let server = try TCPListener(port: 443)
+    /// Port 443 must carry TLS; port 80 too (plain HTTP goes as proxy requests, where the
+    /// Host header cannot pick another site on the same address).
+    @Test(arguments: [443, 80])
+    func plainTextThroughATunnelToAWebPortIsRefused(port: Int) throws {
+        // A real server on 127.0.0.1:<port> that counts the connections it accepts.
+        let server = try TCPListener(port: port)
         defer { server.close() }
         let net = Self.network(
-            [EgressRule(host: "plain.test", ports: [443]), EgressRule(host: "127.0.0.1", ports: [443])],
+            [EgressRule(host: "plain.test", ports: [port]), EgressRule(host: "127.0.0.1", ports: [port])],
             hosts: ["plain.test": ["127.0.0.1"]])
         try Self.withGateway(net) { h in
             var c = try UnixClient(h.socket)
-            let ok = try c.request("CONNECT plain.test:443 HTTP/1.1\r\nHost: plain.test:443\r\n\r\n", headOnly: true)
+            let ok = try c.request("CONNECT plain.test:\(port) HTTP/1.1\r\nHost: plain.test:\(port)\r\n\r\n", headOnly: true)
             #expect(ok.status == 200)
             _ = c.sendRaw(Array("GET / HTTP/1.1\r\nHost: plain.test\r\n\r\n".utf8))
             let closed = c.waitClosed(timeout: 5)
             #expect(closed)
             #expect(server.accepted() == 0)
-            let denied = h.events.all.withLock { $0.first { $0.type == "egress.connection" && $0.decision?.verdict == "deny" } }
+            // Events reach the sink off the event loop: wait for the refusal's.
+            var denied: AuditEvent?
+            for _ in 0..<200 where denied == nil {
+                denied = h.events.all.withLock { $0.first { $0.type == "egress.connection" && $0.decision?.verdict == "deny" } }
+                if denied == nil { usleep(10_000) }
+            }
             #expect(denied?.decision?.reason.contains("not TLS") == true, "\(String(describing: denied?.decision))")
         }
     }
@@ -233,6 +241,15 @@ struct GatewayTests {
             "POST http://127.0.0.1:\(up.httpPort)/gz HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nabcd")
         #expect(gz.status == 415)
         #expect(gz.body.contains("compressed"))
+        // An `identity` first does not hide a second coding.
+        var z2 = try UnixClient(socket)
+        let gz2 = try z2.request(
+            "POST http://127.0.0.1:\(up.httpPort)/gz2 HTTP/1.1\r\nHost: x\r\nContent-Encoding: identity\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nabcd")
+        #expect(gz2.status == 415)
+        // TRACE would echo the request (injected credentials included) back.
+        var t = try UnixClient(socket)
+        let trace = try t.request("TRACE http://127.0.0.1:\(up.httpPort)/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(trace.status == 405)
         #expect(up.requests().count == 1)
         gateway.stop()
         let recorded = events.all.withLock { $0 }

@@ -4,7 +4,7 @@
 Every request is answered with a JSON echo (method, path, headers, body length and
 text) and appended to a JSON-lines log, so a test can assert both what arrived and
 that nothing arrived. GET /big?n=BYTES streams that many bytes; GET /slow?s=SECONDS
-waits before answering.
+waits before answering; a path ending in /quiet is answered with "ok" and no echo.
 
 usage: upstream.py LOG [--cert CERT --key KEY]   (prints {"http": port, "https": port})
 """
@@ -52,6 +52,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 k = min(n, len(chunk))
                 self.wfile.write(chunk[:k])
                 n -= k
+            return
+        if url.path.endswith("/quiet"):
+            out = b"ok\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(out)
             return
         if url.path == "/slow":
             time.sleep(float(query.get("s", ["1"])[0]))

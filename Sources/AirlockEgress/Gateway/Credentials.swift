@@ -20,7 +20,7 @@ public struct GatewaySecret: Sendable {
 }
 
 /// Credential injection (docs/egress.md, "Credentials"). On a request to a secret's bound
-/// host, the placeholder in the bound header is replaced by the real value; when the
+/// host inside an inspected TLS tunnel (never over plain HTTP), the placeholder in the bound header is replaced by the real value; when the
 /// header is missing it is added from the binding's format. A header the sandbox set to
 /// something else is left alone: it chose its own credentials. A placeholder sent
 /// anywhere else stays a placeholder, and the event says so.
@@ -63,10 +63,10 @@ struct CredentialInjector: Sendable {
 
     /// Injects into `headers` for `host`; returns the names injected, and the names of
     /// placeholders that appear in `visible` (URL, headers, body) but are not bound to `host`.
-    func apply(host: HostName, headers: inout HTTPHeaders, visible: (String) -> Bool) -> (injected: [String], stray: [String]) {
+    func apply(host: HostName, encrypted: Bool, headers: inout HTTPHeaders, visible: (String) -> Bool) -> (injected: [String], stray: [String]) {
         var injected: [String] = []
         var bound: Set<String> = []
-        for b in bindings where Self.hostMatches(b.pattern, host) {
+        for b in bindings where encrypted && Self.hostMatches(b.pattern, host) {
             bound.insert(b.name)
             let current = headers[b.header]
             if current.isEmpty {

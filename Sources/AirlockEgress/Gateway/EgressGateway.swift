@@ -53,6 +53,8 @@ final class GatewayContext: Sendable {
     let configuration: GatewayConfiguration
     let policy: EgressPolicy
     let dlp: DLPScanner
+    /// Only the injected secrets: responses to requests that carried one are checked for it.
+    let injectedDLP: DLPScanner?
     let injector: CredentialInjector
     let budget: EgressBudget
     let events: EgressEvents
@@ -77,6 +79,8 @@ final class GatewayContext: Sendable {
         self.policy = policy
         self.dlp = DLPScanner(secrets: configuration.secrets.map { Secret(name: $0.name, value: $0.value) })
         self.injector = CredentialInjector(configuration.secrets)
+        let injected = configuration.secrets.filter { $0.inject != nil }.map { Secret(name: $0.name, value: $0.value) }
+        self.injectedDLP = injected.isEmpty ? nil : DLPScanner(secrets: injected, patterns: [])
         self.budget = EgressBudget(configuration.network.budgets)
         self.events = events
         self.resolver = resolver

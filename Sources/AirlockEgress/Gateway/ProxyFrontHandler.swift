@@ -85,9 +85,12 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                 startTunnel(head, context: context)
             } else {
                 startRequest(head, context: context)
+                if pending != nil { armDeadline(context: context, timeout: gateway.limits.idleTimeout) }
             }
         case .body(var chunk):
             guard var p = pending else { return }
+            // A body that stalls is cut like a slow head: the deadline restarts per chunk.
+            armDeadline(context: context, timeout: gateway.limits.idleTimeout)
             let limit = gateway.limits.maxRequestBody
             if (p.body?.readableBytes ?? 0) + chunk.readableBytes > limit {
                 refuse(Refusal(
@@ -105,6 +108,8 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                 return
             }
             guard pending != nil else { return }
+            deadline?.cancel()
+            deadline = nil
             finishRequest(context: context)
         }
     }
@@ -113,7 +118,10 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         deadline?.cancel()
         if var p = pending {
             p.record.status = p.record.status ?? 499
-            gateway.events.emit("egress.request", decision: Decision("allow", reason: "client closed the connection before the response ended", rule: nil), p.record.attributes())
+            let decision = p.dispatched
+                ? Decision("allow", reason: "client closed the connection before the response ended", rule: p.rule)
+                : Decision("error", reason: "client closed the connection before the request was complete; nothing was sent", rule: p.rule)
+            gateway.events.emit("egress.request", decision: decision, p.record.attributes())
             pending = nil
         }
         upstream?.channel.close(promise: nil)
@@ -131,9 +139,9 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.close(promise: nil)
     }
 
-    private func armDeadline(context: ChannelHandlerContext) {
+    private func armDeadline(context: ChannelHandlerContext, timeout: Duration? = nil) {
         deadline?.cancel()
-        let timeout = gateway.limits.headerTimeout
+        let timeout = timeout ?? gateway.limits.headerTimeout
         let channel = context.channel
         deadline = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.nanoseconds))) {
             channel.close(promise: nil)
@@ -153,6 +161,12 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         record.host = target.host.description
         record.port = target.port
         record.path = target.path
+        if head.method == .TRACE || head.method.rawValue == "TRACK" {
+            refuse(Refusal(
+                status: .methodNotAllowed, reason: "\(head.method.rawValue) is refused: it echoes the request, credentials included, back",
+                rule: "method"), record: record, context: context)
+            return
+        }
         if let r = gateway.budget.admitRequest() {
             refuse(r, record: record, context: context)
             return
@@ -180,9 +194,24 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                 var redacted = HTTPHeaders()
                 for (n, v) in upstreamHead.headers { redacted.add(name: n, value: gateway.dlp.redact(v)) }
                 upstreamHead.headers = redacted
+                // What cannot be redacted in place (the host, a header name) is refused; the
+                // redacted path is decided again.
+                var after = upstreamHead.uri + "\n"
+                for (n, v) in upstreamHead.headers { after += n + ": " + v + "\n" }
+                if let left = gateway.dlp.firstFinding(after) {
+                    refuse(Self.dlpRefusal(left, where: "a part of the request that cannot be redacted (host or header name)"), record: record, context: context)
+                    return
+                }
+                let path = upstreamHead.uri.firstIndex(of: "?").map { String(upstreamHead.uri[..<$0]) } ?? upstreamHead.uri
+                let again = gateway.policy.decide(host: target.host, port: target.port, method: head.method.rawValue, path: path)
+                guard again.allowed else {
+                    refuse(Refusal(again), record: record, context: context)
+                    return
+                }
             }
         }
-        if let encoding = head.headers.first(name: "Content-Encoding"), encoding.lowercased() != "identity",
+        let codings = head.headers["Content-Encoding"].flatMap { $0.split(separator: ",") }.map { $0.trimmingSpaces.lowercased() }
+        if let encoding = codings.first(where: { $0 != "identity" && !$0.isEmpty }),
             head.headers.first(name: "Content-Length").map({ $0 != "0" }) ?? head.headers.contains(name: "Transfer-Encoding")
         {
             refuse(Refusal(
@@ -221,7 +250,9 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         let bodyText = p.body.map { String(buffer: $0) } ?? ""
         var visibleText = p.head.uri + "\n"
         for (name, value) in p.head.headers { visibleText += name + ": " + value + "\n" }
-        let (injected, stray) = gateway.injector.apply(host: p.host, headers: &p.head.headers) {
+        // Real credentials travel only inside TLS the gateway verified (an inspected tunnel),
+        // never in clear text.
+        let (injected, stray) = gateway.injector.apply(host: p.host, encrypted: origin != nil, headers: &p.head.headers) {
             visibleText.contains($0) || bodyText.contains($0)
         }
         p.injected = injected
@@ -320,7 +351,19 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             p.record.status = Int(head.status.code)
             p.upstreamKeepAlive = head.isKeepAlive
             head.headers = Self.forwardHeaders(head.headers, response: true)
-            if p.isHead { head.headers.remove(name: "Transfer-Encoding") }
+            // Framing is ours: any transfer coding upstream used is decoded by now, so the
+            // client gets exactly `chunked` or none (never a coding name we would not apply).
+            let hadCoding = head.headers.contains(name: "Transfer-Encoding")
+            head.headers.remove(name: "Transfer-Encoding")
+            if hadCoding, !p.isHead, head.status.mayHaveResponseBody {
+                head.headers.remove(name: "Content-Length")
+                head.headers.add(name: "Transfer-Encoding", value: "chunked")
+            }
+            if !p.injected.isEmpty, let scanner = gateway.injectedDLP {
+                var text = ""
+                for (n, v) in head.headers { text += n + ": " + v + "\n" }
+                if scanner.firstFinding(text) != nil { return cutEcho(p, upstream: channel, context: context) }
+            }
             let framed = head.headers.contains(name: "Content-Length") || head.headers.contains(name: "Transfer-Encoding")
             if !framed, !p.isHead, head.status.mayHaveResponseBody {
                 // Close-delimited: the client can only see the end if we close too.
@@ -335,6 +378,11 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .body(let buffer):
             p.record.bytesIn += buffer.readableBytes
             pending = p
+            if !p.injected.isEmpty, let scanner = gateway.injectedDLP,
+                buffer.withUnsafeReadableBytes({ scanner.firstFinding($0) }) != nil
+            {
+                return cutEcho(p, upstream: channel, context: context)
+            }
             if !gateway.budget.addIn(buffer.readableBytes) {
                 gateway.events.emit(
                     "egress.request", decision: Decision("deny", reason: "byte budget spent: bytes_in used up; transfer cut", rule: "budgets.bytes_in"),
@@ -360,12 +408,27 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             let promise = context.eventLoop.makePromise(of: Void.self)
             context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: promise)
             if keepAlive {
-                armDeadline(context: context)
+                // A pipelined request may already have started during the write above.
+                if pending == nil, !connecting { armDeadline(context: context) }
             } else {
                 let ctxChannel = context.channel
                 promise.futureResult.whenComplete { _ in ctxChannel.close(promise: nil) }
             }
         }
+    }
+
+    /// The upstream sent an injected credential back (an echo endpoint): the response
+    /// must not reach the sandbox. Both connections are cut.
+    private func cutEcho(_ p: Pending, upstream channel: any Channel, context: ChannelHandlerContext) {
+        gateway.events.emit(
+            "egress.request",
+            decision: Decision("deny", reason: "the response contains an injected credential (\(p.injected.joined(separator: ", "))); cut before it reached the sandbox", rule: "dlp:injected"),
+            p.record.attributes())
+        pending = nil
+        discarding = true
+        channel.close(promise: nil)
+        upstream = nil
+        context.close(promise: nil)
     }
 
     func upstreamReadComplete() {

@@ -26,6 +26,7 @@ final class ClientHelloGate: ChannelInboundHandler, RemovableChannelHandler {
     private var decided = false
     private var deadline: Scheduled<Void>?
     static let maxClientHello = 16 * 1024
+    static let maxPendingWhileConnecting = 2 * 1024 * 1024
 
     init(gateway: GatewayContext, origin: TunnelOrigin, inspect: Bool, rule: String?, record: EgressRecord) {
         self.gateway = gateway
@@ -47,30 +48,42 @@ final class ClientHelloGate: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var chunk = unwrapInboundIn(data)
         if decided {
-            // Bytes that arrive while the upstream connection is being made.
+            // Bytes that arrive while the upstream connection is being made: reading is
+            // paused then, so this is at most what one read burst already had in flight
+            // (4 reads of up to 256 KiB); bounded all the same.
             if buffered == nil { buffered = chunk } else { buffered!.writeBuffer(&chunk) }
+            if buffered!.readableBytes > Self.maxPendingWhileConnecting { context.close(promise: nil) }
             return
         }
         if buffered == nil { buffered = chunk } else { buffered!.writeBuffer(&chunk) }
         let bytes = buffered!.readableBytesView
-        switch ClientHello.parse(bytes) {
+        switch ClientHello.inspect(bytes) {
         case .needMore:
             if bytes.count > Self.maxClientHello { deny("TLS ClientHello larger than \(Self.maxClientHello) bytes", context: context) }
         case .notTLS:
-            if origin.port == 443 || inspect {
-                deny("not TLS: only TLS may pass through a tunnel to port \(origin.port)", context: context)
+            // Plain protocols only on ports a rule names other than the web ports: plain
+            // HTTP must use the proxy form, where every request is decided and scanned
+            // (a raw tunnel to port 80 would reach any site sharing the address by Host).
+            if origin.port == 443 || origin.port == 80 || inspect {
+                deny("not TLS: a tunnel to port \(origin.port) must carry TLS (send plain HTTP as a proxy request, GET http://host/...)", context: context)
             } else {
                 proceed(sni: nil, context: context)
             }
         case .malformed(let why):
             deny("malformed TLS ClientHello: \(why)", context: context)
-        case .noServerName:
-            if case .name = origin.host {
-                deny("the TLS ClientHello names no server, but the tunnel is for \(origin.host)", context: context)
-            } else {
-                proceed(sni: nil, context: context)
+        case .clientHello(let info):
+            if info.offersEncryptedClientHello, !inspect {
+                deny("the ClientHello offers Encrypted Client Hello, which hides the real server name", context: context)
+                return
             }
-        case .serverName(let sni):
+            guard let sni = info.serverName else {
+                if case .name = origin.host {
+                    deny("the TLS ClientHello names no server, but the tunnel is for \(origin.host)", context: context)
+                } else {
+                    proceed(sni: nil, context: context)
+                }
+                return
+            }
             record.sni = sni
             let matches = (try? HostName.parse(sni)).map { $0 == origin.host } ?? false
             if matches {
@@ -133,6 +146,8 @@ final class ClientHelloGate: ChannelInboundHandler, RemovableChannelHandler {
     private func relay(context: ChannelHandlerContext) {
         let loop = context.eventLoop
         let client = context.channel
+        // Hold the client back until the relay is in place: nothing piles up meanwhile.
+        client.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
         let gateway = self.gateway
         let clientGlue = GlueHandler(direction: .out, budget: gateway.budget)
         let clientGlueBound = NIOLoopBound(clientGlue, eventLoop: loop)
@@ -151,6 +166,10 @@ final class ClientHelloGate: ChannelInboundHandler, RemovableChannelHandler {
             case .success(let (channel, address)):
                 stats.record.address = address.description
                 guard client.isActive else {
+                    stats.record.status = 499
+                    gateway.events.emit(
+                        "egress.connection", decision: Decision("deny", reason: "client closed the tunnel while it was being connected", rule: self.rule),
+                        stats.record.attributes())
                     channel.close(promise: nil)
                     return
                 }
@@ -160,10 +179,16 @@ final class ClientHelloGate: ChannelInboundHandler, RemovableChannelHandler {
                     if var b = self.buffered, b.readableBytes > 0 {
                         self.buffered = nil
                         stats.record.bytesOut += b.readableBytes
-                        _ = gateway.budget.addOut(b.readableBytes)
+                        guard gateway.budget.addOut(b.readableBytes) else {
+                            stats.cutReason = "byte budget spent: bytes_out used up; tunnel cut"
+                            channel.close(promise: nil)
+                            client.close(promise: nil)
+                            return
+                        }
                         channel.writeAndFlush(b.readSlice(length: b.readableBytes)!, promise: nil)
                     }
                     ops.removeHandler(context: context, promise: nil)
+                    client.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
                 } catch {
                     channel.close(promise: nil)
                     client.close(promise: nil)

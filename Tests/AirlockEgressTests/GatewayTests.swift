@@ -52,6 +52,15 @@ struct GatewayTests {
         try body(Harness(dir: dir, gateway: gateway, events: events))
     }
 
+    /// A real upstream (Tests/Tools/upstream.py) and a scratch directory for one test.
+    static func withUpstream(_ body: (TestUpstream, String) throws -> Void) throws {
+        let dir = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let up = try TestUpstream(directory: dir)
+        defer { up.stop() }
+        try body(up, dir)
+    }
+
     /// A directory for one test's upstream log and socket, removed by the caller.
     static func scratchDirectory() throws -> String {
         let dir = "/var/tmp/airlock-gw-test-\(UUID().uuidString.prefix(8))"
@@ -64,108 +73,100 @@ struct GatewayTests {
     }
 
     @Test func aRebindingAnswerNeverReachesLoopback() throws {
-        let dir = try Self.scratchDirectory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let up = try TestUpstream(directory: dir)
-        defer { up.stop() }
-        // First answer: a public address (checked, allowed; unreachable from this offline
-        // machine); any later answer: loopback, where the upstream listens.
-        let resolver = ScriptedResolver([[IPAddress(literal: "93.184.215.14")!], [IPAddress(literal: "127.0.0.1")!]])
-        var limits = GatewayLimits()
-        limits.connectTimeout = .seconds(2)
-        try Self.withGateway(Self.network([EgressRule(host: "rebind.example", ports: [up.httpPort])]), limits: limits, resolver: resolver) { h in
-            var c = try UnixClient(h.socket)
-            let response = try c.request("GET http://rebind.example:\(up.httpPort)/x HTTP/1.1\r\nHost: rebind.example\r\n\r\n")
-            #expect(response.status != 200, "\(response)")
-            #expect(resolver.calls.load(ordering: .relaxed) == 1, "the gateway must resolve once and connect to what it checked")
-            #expect(up.requests().isEmpty)
+        try Self.withUpstream { up, dir in
+            // First answer: a public address (checked, allowed; unreachable from this offline
+            // machine); any later answer: loopback, where the upstream listens.
+            let resolver = ScriptedResolver([[IPAddress(literal: "93.184.215.14")!], [IPAddress(literal: "127.0.0.1")!]])
+            var limits = GatewayLimits()
+            limits.connectTimeout = .seconds(2)
+            try Self.withGateway(Self.network([EgressRule(host: "rebind.example", ports: [up.httpPort])]), limits: limits, resolver: resolver) { h in
+                var c = try UnixClient(h.socket)
+                let response = try c.request("GET http://rebind.example:\(up.httpPort)/x HTTP/1.1\r\nHost: rebind.example\r\n\r\n")
+                #expect(response.status != 200, "\(response)")
+                #expect(resolver.calls.load(ordering: .relaxed) == 1, "the gateway must resolve once and connect to what it checked")
+                #expect(up.requests().isEmpty)
+            }
         }
     }
 
     @Test func hostileClientsDoNotHarmAWellBehavedOne() throws {
-        let dir = try Self.scratchDirectory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let up = try TestUpstream(directory: dir)
-        defer { up.stop() }
-        var limits = GatewayLimits()
-        limits.headerTimeout = .seconds(2)
-        let net = Self.network(
-            [EgressRule(host: "up.test", ports: [up.httpPort]), EgressRule(host: "127.0.0.1", ports: [up.httpPort])],
-            hosts: ["up.test": ["127.0.0.1"]])
-        try Self.withGateway(net, limits: limits) { h in
-            // A slowloris client: one byte of a request head every 100 ms.
-            let slow = try UnixClient(h.socket)
-            let slowThread = Thread {
-                let s = slow
-                for b in Array("GET http://up.test:\(up.httpPort)/slow HTTP/1.1\r\nX-Drip: ".utf8) + Array(repeating: UInt8(ascii: "a"), count: 200) {
-                    if !s.sendRaw([b]) { break }
-                    usleep(100_000)
+        try Self.withUpstream { up, dir in
+            var limits = GatewayLimits()
+            limits.headerTimeout = .seconds(2)
+            let net = Self.network(
+                [EgressRule(host: "up.test", ports: [up.httpPort]), EgressRule(host: "127.0.0.1", ports: [up.httpPort])],
+                hosts: ["up.test": ["127.0.0.1"]])
+            try Self.withGateway(net, limits: limits) { h in
+                // A slowloris client: one byte of a request head every 100 ms.
+                let slow = try UnixClient(h.socket)
+                let slowThread = Thread {
+                    let s = slow
+                    for b in Array("GET http://up.test:\(up.httpPort)/slow HTTP/1.1\r\nX-Drip: ".utf8) + Array(repeating: UInt8(ascii: "a"), count: 200) {
+                        if !s.sendRaw([b]) { break }
+                        usleep(100_000)
+                    }
                 }
+                slowThread.start()
+                var malformed = try UnixClient(h.socket)
+                let bad = try malformed.request("GARBAGE\u{1}\r\n\r\n")
+                #expect(bad.status == 400 || bad.status == 0)
+                var big = try UnixClient(h.socket)
+                let huge = "GET http://up.test:\(up.httpPort)/big HTTP/1.1\r\nX-Big: \(String(repeating: "b", count: 64 * 1024))\r\n\r\n"
+                let oversized = try big.request(huge)
+                #expect(oversized.status != 200)
+                // Meanwhile a normal client gets 30 answers on one kept-alive connection.
+                var good = try UnixClient(h.socket)
+                for i in 0..<30 {
+                    let r = try good.request("GET http://up.test:\(up.httpPort)/ok\(i) HTTP/1.1\r\nHost: up.test\r\n\r\n")
+                    #expect(r.status == 200)
+                }
+                // The slowloris connection is closed at the header deadline, well before it finishes.
+                let start = Date()
+                var s = slow
+                let closed = s.waitClosed(timeout: 10)
+                #expect(closed, "slowloris connection still open")
+                #expect(Date().timeIntervalSince(start) < 10)
+                #expect(!up.requests().contains { ($0["path"] as? String) == "/slow" })
             }
-            slowThread.start()
-            var malformed = try UnixClient(h.socket)
-            let bad = try malformed.request("GARBAGE\u{1}\r\n\r\n")
-            #expect(bad.status == 400 || bad.status == 0)
-            var big = try UnixClient(h.socket)
-            let huge = "GET http://up.test:\(up.httpPort)/big HTTP/1.1\r\nX-Big: \(String(repeating: "b", count: 64 * 1024))\r\n\r\n"
-            let oversized = try big.request(huge)
-            #expect(oversized.status != 200)
-            // Meanwhile a normal client gets 30 answers on one kept-alive connection.
-            var good = try UnixClient(h.socket)
-            for i in 0..<30 {
-                let r = try good.request("GET http://up.test:\(up.httpPort)/ok\(i) HTTP/1.1\r\nHost: up.test\r\n\r\n")
-                #expect(r.status == 200)
-            }
-            // The slowloris connection is closed at the header deadline, well before it finishes.
-            let start = Date()
-            var s = slow
-            let closed = s.waitClosed(timeout: 10)
-            #expect(closed, "slowloris connection still open")
-            #expect(Date().timeIntervalSince(start) < 10)
-            #expect(!up.requests().contains { ($0["path"] as? String) == "/slow" })
         }
     }
 
     @Test func pipelinedAndChunkedRequestsAreAnsweredInOrder() throws {
-        let dir = try Self.scratchDirectory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let up = try TestUpstream(directory: dir)
-        defer { up.stop() }
-        let net = Self.network([EgressRule(host: "127.0.0.1", ports: [up.httpPort])])
-        try Self.withGateway(net) { h in
-            var c = try UnixClient(h.socket)
-            let base = "http://127.0.0.1:\(up.httpPort)"
-            _ = c.sendRaw(Array((
-                "POST \(base)/one HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
-                + "GET \(base)/two HTTP/1.1\r\nHost: x\r\n\r\n").utf8))
-            let one = try c.readResponse()
-            let two = try c.readResponse()
-            #expect(one.status == 200 && one.body.contains("\"path\": \"/one\""), "\(one)")
-            #expect(one.body.contains("\"body\": \"hello world\""), "\(one)")
-            #expect(two.status == 200 && two.body.contains("\"path\": \"/two\""), "\(two)")
+        try Self.withUpstream { up, dir in
+            let net = Self.network([EgressRule(host: "127.0.0.1", ports: [up.httpPort])])
+            try Self.withGateway(net) { h in
+                var c = try UnixClient(h.socket)
+                let base = "http://127.0.0.1:\(up.httpPort)"
+                _ = c.sendRaw(Array((
+                    "POST \(base)/one HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+                    + "GET \(base)/two HTTP/1.1\r\nHost: x\r\n\r\n").utf8))
+                let one = try c.readResponse()
+                let two = try c.readResponse()
+                #expect(one.status == 200 && one.body.contains("\"path\": \"/one\""), "\(one)")
+                #expect(one.body.contains("\"body\": \"hello world\""), "\(one)")
+                #expect(two.status == 200 && two.body.contains("\"path\": \"/two\""), "\(two)")
+            }
         }
     }
 
     @Test func largeDownloadsStreamThroughPlainAndTunnel() throws {
-        let dir = try Self.scratchDirectory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let up = try TestUpstream(directory: dir)
-        defer { up.stop() }
-        let net = Self.network([EgressRule(host: "127.0.0.1", ports: [up.httpPort])])
-        try Self.withGateway(net) { h in
-            let n = 48 << 20
-            var c = try UnixClient(h.socket)
-            let r = try c.request("GET http://127.0.0.1:\(up.httpPort)/big?n=\(n) HTTP/1.1\r\nHost: x\r\n\r\n", countOnly: true)
-            #expect(r.status == 200)
-            #expect(r.bodyCount == n)
-            // The same bytes through a CONNECT tunnel (not TLS, not port 443: relayed as is).
-            var t = try UnixClient(h.socket)
-            let established = try t.request("CONNECT 127.0.0.1:\(up.httpPort) HTTP/1.1\r\nHost: x\r\n\r\n", headOnly: true)
-            #expect(established.status == 200)
-            let r2 = try t.request("GET /big?n=\(n) HTTP/1.1\r\nHost: x\r\n\r\n", countOnly: true)
-            #expect(r2.bodyCount == n)
-            let totals = h.gateway.totals
-            #expect(totals.in >= UInt64(2 * n))
+        try Self.withUpstream { up, dir in
+            let net = Self.network([EgressRule(host: "127.0.0.1", ports: [up.httpPort])])
+            try Self.withGateway(net) { h in
+                let n = 48 << 20
+                var c = try UnixClient(h.socket)
+                let r = try c.request("GET http://127.0.0.1:\(up.httpPort)/big?n=\(n) HTTP/1.1\r\nHost: x\r\n\r\n", countOnly: true)
+                #expect(r.status == 200)
+                #expect(r.bodyCount == n)
+                // The same bytes through a CONNECT tunnel (not TLS, not port 443: relayed as is).
+                var t = try UnixClient(h.socket)
+                let established = try t.request("CONNECT 127.0.0.1:\(up.httpPort) HTTP/1.1\r\nHost: x\r\n\r\n", headOnly: true)
+                #expect(established.status == 200)
+                let r2 = try t.request("GET /big?n=\(n) HTTP/1.1\r\nHost: x\r\n\r\n", countOnly: true)
+                #expect(r2.bodyCount == n)
+                let totals = h.gateway.totals
+                #expect(totals.in >= UInt64(2 * n))
+            }
         }
     }
 
@@ -212,49 +213,47 @@ struct GatewayTests {
     }
 
     @Test func redactModeForwardsWithTheSecretReplacedAndCompressedBodiesAreRefused() throws {
-        let dir = try Self.scratchDirectory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let up = try TestUpstream(directory: dir)
-        defer { up.stop() }
-        var net = Self.network([EgressRule(host: "127.0.0.1", ports: [up.httpPort])])
-        net.dlp = .redact
-        let secret = "hunter2-\(UInt64.random(in: 1 << 40 ... 1 << 50))"
-        let events = Events()
-        let gateway = try EgressGateway(
-            GatewayConfiguration(instance: "sbx-redact", network: net, secrets: [GatewaySecret(name: "PW", value: secret)]), events: events)
-        let socket = dir + "/egress.sock"
-        try gateway.start(socketPath: socket)
-        defer { gateway.stop() }
-        var c = try UnixClient(socket)
-        let body = "{\"password\": \"\(secret)\"}"
-        let r = try c.request(
-            "POST http://127.0.0.1:\(up.httpPort)/login?pw=\(secret) HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)")
-        #expect(r.status == 200, "\(r)")
-        let seen = try #require(up.requests().first)
-        #expect(seen["query"] as? String == "pw=[REDACTED:secret:PW]")
-        #expect(seen["body"] as? String == "{\"password\": \"[REDACTED:secret:PW]\"}")
-        #expect(!String(describing: up.requests()).contains(secret))
-        // A gzip body cannot be inspected: refused, never forwarded.
-        var z = try UnixClient(socket)
-        let gz = try z.request(
-            "POST http://127.0.0.1:\(up.httpPort)/gz HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nabcd")
-        #expect(gz.status == 415)
-        #expect(gz.body.contains("compressed"))
-        // An `identity` first does not hide a second coding.
-        var z2 = try UnixClient(socket)
-        let gz2 = try z2.request(
-            "POST http://127.0.0.1:\(up.httpPort)/gz2 HTTP/1.1\r\nHost: x\r\nContent-Encoding: identity\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nabcd")
-        #expect(gz2.status == 415)
-        // TRACE would echo the request (injected credentials included) back.
-        var t = try UnixClient(socket)
-        let trace = try t.request("TRACE http://127.0.0.1:\(up.httpPort)/ HTTP/1.1\r\nHost: x\r\n\r\n")
-        #expect(trace.status == 405)
-        #expect(up.requests().count == 1)
-        gateway.stop()
-        let recorded = events.all.withLock { $0 }
-        #expect(recorded.contains { $0.type == "egress.request" && $0.decision?.verdict == "allow" })
-        #expect(!recorded.contains { String(describing: $0.attributes).contains(secret) })
+        try Self.withUpstream { up, dir in
+            var net = Self.network([EgressRule(host: "127.0.0.1", ports: [up.httpPort])])
+            net.dlp = .redact
+            let secret = "hunter2-\(UInt64.random(in: 1 << 40 ... 1 << 50))"
+            let events = Events()
+            let gateway = try EgressGateway(
+                GatewayConfiguration(instance: "sbx-redact", network: net, secrets: [GatewaySecret(name: "PW", value: secret)]), events: events)
+            let socket = dir + "/egress.sock"
+            try gateway.start(socketPath: socket)
+            defer { gateway.stop() }
+            var c = try UnixClient(socket)
+            let body = "{\"password\": \"\(secret)\"}"
+            let r = try c.request(
+                "POST http://127.0.0.1:\(up.httpPort)/login?pw=\(secret) HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)")
+            #expect(r.status == 200, "\(r)")
+            let seen = try #require(up.requests().first)
+            #expect(seen["query"] as? String == "pw=[REDACTED:secret:PW]")
+            #expect(seen["body"] as? String == "{\"password\": \"[REDACTED:secret:PW]\"}")
+            #expect(!String(describing: up.requests()).contains(secret))
+            // A gzip body cannot be inspected: refused, never forwarded.
+            var z = try UnixClient(socket)
+            let gz = try z.request(
+                "POST http://127.0.0.1:\(up.httpPort)/gz HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nabcd")
+            #expect(gz.status == 415)
+            #expect(gz.body.contains("compressed"))
+            // An `identity` first does not hide a second coding.
+            var z2 = try UnixClient(socket)
+            let gz2 = try z2.request(
+                "POST http://127.0.0.1:\(up.httpPort)/gz2 HTTP/1.1\r\nHost: x\r\nContent-Encoding: identity\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nabcd")
+            #expect(gz2.status == 415)
+            // TRACE would echo the request (injected credentials included) back.
+            var t = try UnixClient(socket)
+            let trace = try t.request("TRACE http://127.0.0.1:\(up.httpPort)/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(trace.status == 405)
+            #expect(up.requests().count == 1)
+            gateway.stop()
+            let recorded = events.all.withLock { $0 }
+            #expect(recorded.contains { $0.type == "egress.request" && $0.decision?.verdict == "allow" })
+            #expect(!recorded.contains { String(describing: $0.attributes).contains(secret) })
+        }
     }
 
     @Test func theSandboxCAIsErasedWhenTheGatewayStops() throws {

@@ -127,6 +127,14 @@ struct GatewayTests {
                 #expect(closed, "slowloris connection still open")
                 #expect(Date().timeIntervalSince(start) < 10)
                 #expect(!up.requests().contains { ($0["path"] as? String) == "/slow" })
+                // The malformed and the oversized requests are recorded as refused.
+                var malformedEvents = 0
+                for _ in 0..<200 {
+                    malformedEvents = h.events.all.withLock { $0.filter { $0.decision?.reason.hasPrefix("malformed request") == true }.count }
+                    if malformedEvents >= 2 { break }
+                    usleep(10_000)
+                }
+                #expect(malformedEvents >= 2)
             }
         }
     }

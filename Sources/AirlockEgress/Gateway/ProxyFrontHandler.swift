@@ -136,6 +136,14 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is HTTPParserError {
+            // The protocol error handler has answered 400; the record says why.
+            var record = pending?.record ?? EgressRecord(kind: origin == nil ? "http" : "https", host: "-", port: 0)
+            record.status = 400
+            gateway.events.emit(
+                "egress.request", decision: Decision("deny", reason: "malformed request: \(error)", rule: "http"), record.attributes())
+            pending = nil
+        }
         context.close(promise: nil)
     }
 

@@ -136,8 +136,10 @@ struct UnixClient {
 final class TCPListener: @unchecked Sendable {
     private let fd: Int32
     private let count = Atomic<Int>(0)
+    /// The port listened on (the one asked for, or the one the kernel chose for 0).
+    let port: Int
 
-    init(port: Int) throws {
+    init(port: Int = 0) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, 4)
@@ -149,6 +151,11 @@ final class TCPListener: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard rc == 0, listen(fd, 16) == 0 else { throw ClientError("bind 127.0.0.1:\(port): \(errno)") }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        self.port = Int(UInt16(bigEndian: addr.sin_port))
         self.fd = fd
         let t = Thread { [self] in
             while true {

@@ -264,6 +264,58 @@ struct GatewayTests {
         }
     }
 
+    @Test func encryptedClientHelloIsRefusedOnAnUninspectedTunnel() throws {
+        let server = try TCPListener()
+        defer { server.close() }
+        let net = Self.network(
+            [EgressRule(host: "public.test", ports: [server.port]), EgressRule(host: "127.0.0.1", ports: [server.port])],
+            hosts: ["public.test": ["127.0.0.1"]])
+        try Self.withGateway(net) { h in
+            var c = try UnixClient(h.socket)
+            let ok = try c.request("CONNECT public.test:\(server.port) HTTP/1.1\r\nHost: public.test\r\n\r\n", headOnly: true)
+            #expect(ok.status == 200)
+            // The outer name matches the CONNECT host; the real one would be encrypted.
+            let hello = TLSBuilder.clientHello([TLSBuilder.serverName([(0, "public.test")]), TLSBuilder.extensionBlock(0xfe0d, [0, 1, 2])])
+            _ = c.sendRaw(TLSBuilder.records(hello, size: 16_384))
+            let closed = c.waitClosed(timeout: 5)
+            #expect(closed)
+            #expect(server.accepted() == 0)
+        }
+    }
+
+    @Test func aSpentInboundByteBudgetCutsTheTransferAndRefusesTheNextRequest() throws {
+        try Self.withUpstream { up, _ in
+            var net = Self.network([EgressRule(host: "127.0.0.1", ports: [up.httpPort])])
+            net.budgets = EgressBudgets(bytesIn: 1 << 20)
+            try Self.withGateway(net) { h in
+                var c = try UnixClient(h.socket)
+                let big = try c.request("GET http://127.0.0.1:\(up.httpPort)/big?n=\(8 << 20) HTTP/1.1\r\nHost: x\r\n\r\n", countOnly: true)
+                #expect(big.bodyCount < 8 << 20, "the transfer was not cut")
+                var next = try UnixClient(h.socket)
+                let refused = try next.request("GET http://127.0.0.1:\(up.httpPort)/after HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(refused.status == 403)
+                #expect(refused.body.contains("bytes_in"))
+                #expect(!up.requests().contains { ($0["path"] as? String) == "/after" })
+            }
+        }
+    }
+
+    @Test func aStalledRequestBodyIsCut() throws {
+        try Self.withUpstream { up, _ in
+            var limits = GatewayLimits()
+            limits.idleTimeout = .seconds(1)
+            try Self.withGateway(Self.network([EgressRule(host: "127.0.0.1", ports: [up.httpPort])]), limits: limits) { h in
+                var c = try UnixClient(h.socket)
+                _ = c.sendRaw(Array("POST http://127.0.0.1:\(up.httpPort)/stall HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789".utf8))
+                let start = Date()
+                let closed = c.waitClosed(timeout: 10)
+                #expect(closed)
+                #expect(Date().timeIntervalSince(start) < 5)
+                #expect(up.requests().isEmpty)
+            }
+        }
+    }
+
     @Test func theSandboxCAIsErasedWhenTheGatewayStops() throws {
         let events = Events()
         let gateway = try EgressGateway(

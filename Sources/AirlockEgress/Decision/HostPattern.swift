@@ -52,6 +52,18 @@ enum HostPattern: Sendable, Hashable, CustomStringConvertible {
         return n
     }
 
+    /// Whether `host` is one this pattern names, with the rules' semantics (a name pattern
+    /// never matches an address, `*.x` never matches `x`).
+    func matches(_ host: HostName) -> Bool {
+        switch (self, host) {
+        case (.exact(let p), .name(let n)): n == p
+        case (.subdomains(let p), .name(let n)): n.utf8.count > p.utf8.count + 1 && n.hasSuffix("." + p)
+        case (.address(let a), .address(let b)): a == HostPattern.unmapped(b)
+        case (.network(let net), .address(let b)): net.contains(HostPattern.unmapped(b))
+        default: false
+        }
+    }
+
     var description: String {
         switch self {
         case .exact(let n): n

@@ -20,8 +20,9 @@ public struct GatewaySecret: Sendable {
 }
 
 /// Credential injection (docs/egress.md, "Credentials"). On a request to a secret's bound
-/// host inside an inspected TLS tunnel (never over plain HTTP), the placeholder in the bound header is replaced by the real value; when the
-/// header is missing it is added from the binding's format. A header the sandbox set to
+/// host inside an inspected TLS tunnel (never over plain HTTP), the placeholder in the
+/// bound header is replaced by the real value; when the header is missing it is added from
+/// the binding's format. A header the sandbox set to
 /// something else is left alone: it chose its own credentials. A placeholder sent
 /// anywhere else stays a placeholder, and the event says so.
 struct CredentialInjector: Sendable {
@@ -29,7 +30,7 @@ struct CredentialInjector: Sendable {
         var name: String
         var value: String
         var placeholder: String
-        var pattern: String
+        var host: HostPattern
         var header: String
         var format: String
     }
@@ -37,28 +38,22 @@ struct CredentialInjector: Sendable {
     /// Every placeholder, to notice those sent to a host they are not bound to.
     let placeholders: [(name: String, placeholder: String)]
 
-    init(_ secrets: [GatewaySecret]) {
+    init(_ secrets: [GatewaySecret]) throws(AirlockError) {
         var b: [Binding] = []
         var p: [(String, String)] = []
         for s in secrets {
             guard let placeholder = s.placeholder else { continue }
             p.append((s.name, placeholder))
             if let i = s.inject {
-                b.append(Binding(
-                    name: s.name, value: s.value, placeholder: placeholder, pattern: i.host.lowercased(), header: i.header,
-                    format: i.format))
+                let host: HostPattern
+                do { host = try HostPattern(i.host) } catch {
+                    throw AirlockError(.policy, "secret \(s.name): inject.host \(i.host): \(error.message)")
+                }
+                b.append(Binding(name: s.name, value: s.value, placeholder: placeholder, host: host, header: i.header, format: i.format))
             }
         }
         bindings = b
         placeholders = p
-    }
-
-    static func hostMatches(_ pattern: String, _ host: HostName) -> Bool {
-        guard case .name(let name) = host else {
-            return IPAddress(literal: pattern).map { HostName.address($0) == host } ?? false
-        }
-        if pattern.hasPrefix("*.") { return name.hasSuffix(pattern.dropFirst(1)) && name.count > pattern.count - 1 }
-        return name == pattern
     }
 
     /// Injects into `headers` for `host`; returns the names injected, and the names of
@@ -66,7 +61,7 @@ struct CredentialInjector: Sendable {
     func apply(host: HostName, encrypted: Bool, headers: inout HTTPHeaders, visible: (String) -> Bool) -> (injected: [String], stray: [String]) {
         var injected: [String] = []
         var bound: Set<String> = []
-        for b in bindings where encrypted && Self.hostMatches(b.pattern, host) {
+        for b in bindings where encrypted && b.host.matches(host) {
             bound.insert(b.name)
             let current = headers[b.header]
             if current.isEmpty {

@@ -74,11 +74,11 @@ final class GatewayContext: Sendable {
     init(
         configuration: GatewayConfiguration, policy: EgressPolicy, events: EgressEvents, resolver: any EgressResolver,
         pinned: [String: [IPAddress]], ca: SandboxCA?, upstreamTLS: NIOSSLContext
-    ) {
+    ) throws(AirlockError) {
         self.configuration = configuration
         self.policy = policy
         self.dlp = DLPScanner(secrets: configuration.secrets.map { Secret(name: $0.name, value: $0.value) })
-        self.injector = CredentialInjector(configuration.secrets)
+        self.injector = try CredentialInjector(configuration.secrets)
         let injected = configuration.secrets.filter { $0.inject != nil }.map { Secret(name: $0.name, value: $0.value) }
         self.injectedDLP = injected.isEmpty ? nil : DLPScanner(secrets: injected, patterns: [])
         self.budget = EgressBudget(configuration.network.budgets)
@@ -116,7 +116,7 @@ public final class EgressGateway: Sendable {
     private let group: any EventLoopGroup
     private let ownsGroup: Bool
     private let server = Mutex<(any Channel)?>(nil)
-    public let socketPath = Mutex<String?>(nil)
+    private let socketPath = Mutex<String?>(nil)
 
     /// The sandbox CA's certificate (PEM) when the policy inspects any host.
     public var caCertificatePEM: String? { context.ca?.certificatePEM }
@@ -158,7 +158,7 @@ public final class EgressGateway: Sendable {
             throw AirlockError(.sandboxSetup, "cannot set up TLS to upstream servers: \(error)")
         }
         let ca = network.inspectTLS.isEmpty ? nil : try SandboxCA(instance: configuration.instance)
-        context = GatewayContext(
+        context = try GatewayContext(
             configuration: configuration, policy: policy, events: EgressEvents(instance: configuration.instance, sink: events),
             resolver: resolver, pinned: pinned, ca: ca, upstreamTLS: upstreamTLS)
         if let group {

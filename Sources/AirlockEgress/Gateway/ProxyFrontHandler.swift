@@ -189,9 +189,7 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         upstreamHead.headers.replaceOrAdd(name: "Host", value: target.authority)
 
         // DLP on what the sandbox sent: the request line and every header.
-        var text = head.method.rawValue + " " + head.uri + "\n"
-        for (name, value) in head.headers { text += name + ": " + value + "\n" }
-        if let finding = gateway.dlp.firstFinding(text) {
+        if let finding = gateway.dlp.firstFinding(Self.headText(head.method.rawValue + " " + head.uri, head.headers)) {
             record.findings.append(finding.rule)
             switch gateway.dlpAction {
             case .block:
@@ -204,9 +202,7 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                 upstreamHead.headers = redacted
                 // What cannot be redacted in place (the host, a header name) is refused; the
                 // redacted path is decided again.
-                var after = upstreamHead.uri + "\n"
-                for (n, v) in upstreamHead.headers { after += n + ": " + v + "\n" }
-                if let left = gateway.dlp.firstFinding(after) {
+                if let left = gateway.dlp.firstFinding(Self.headText(upstreamHead.uri, upstreamHead.headers)) {
                     refuse(Self.dlpRefusal(left, where: "a part of the request that cannot be redacted (host or header name)"), record: record, context: context)
                     return
                 }
@@ -255,14 +251,16 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
         }
         // Credentials: the real value only for the bound host; placeholders elsewhere are noted.
-        let bodyText = p.body.map { String(buffer: $0) } ?? ""
-        var visibleText = p.head.uri + "\n"
-        for (name, value) in p.head.headers { visibleText += name + ": " + value + "\n" }
         // Real credentials travel only inside TLS the gateway verified (an inspected tunnel),
-        // never in clear text.
-        let (injected, stray) = gateway.injector.apply(host: p.host, encrypted: origin != nil, headers: &p.head.headers) {
-            visibleText.contains($0) || bodyText.contains($0)
+        // never in clear text. The request's text is only built when there are placeholders.
+        let visible: (String) -> Bool
+        if gateway.injector.placeholders.isEmpty {
+            visible = { _ in false }
+        } else {
+            let text = Self.headText(p.head.uri, p.head.headers) + (p.body.map { String(buffer: $0) } ?? "")
+            visible = { text.contains($0) }
         }
+        let (injected, stray) = gateway.injector.apply(host: p.host, encrypted: origin != nil, headers: &p.head.headers, visible: visible)
         p.injected = injected
         for name in stray {
             gateway.events.emit(
@@ -368,9 +366,7 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                 head.headers.add(name: "Transfer-Encoding", value: "chunked")
             }
             if !p.injected.isEmpty, let scanner = gateway.injectedDLP {
-                var text = ""
-                for (n, v) in head.headers { text += n + ": " + v + "\n" }
-                if scanner.firstFinding(text) != nil { return cutEcho(p, upstream: channel, context: context) }
+                if scanner.firstFinding(Self.headText("", head.headers)) != nil { return cutEcho(p, upstream: channel, context: context) }
             }
             let framed = head.headers.contains(name: "Content-Length") || head.headers.contains(name: "Transfer-Encoding")
             if !framed, !p.isHead, head.status.mayHaveResponseBody {
@@ -575,6 +571,14 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     // MARK: headers
+
+    /// A request or response head as the DLP scanner reads it: the first line, then one
+    /// `name: value` line per header (names are scanned too).
+    static func headText(_ firstLine: String, _ headers: HTTPHeaders) -> String {
+        var text = firstLine + "\n"
+        for (name, value) in headers { text += name + ": " + value + "\n" }
+        return text
+    }
 
     /// Hop-by-hop headers (RFC 9110 §7.6.1) and anything named in `Connection` are not
     /// forwarded, nor are the proxy's own credentials.

@@ -118,9 +118,7 @@ struct RequestTarget {
     }
 
     private static func hostHeader(_ host: HostName, port: Int, defaultPort: Int) -> String {
-        var h = host.description
-        if case .address(let a) = host, case .v6 = a { h = "[\(h)]" }
-        return port == defaultPort ? h : "\(h):\(port)"
+        port == defaultPort ? host.uriHost : "\(host.uriHost):\(port)"
     }
 
     /// For messages: printable ASCII only, at most 200 characters.

@@ -17,7 +17,10 @@ extension GatewayContext {
                 candidates = loop.makeSucceededFuture(pinned)
             } else {
                 candidates = resolver.resolve(name, on: loop).flatMapErrorThrowing { error in
-                    throw Refusal(status: .badGateway, reason: "\(error)", verdict: "error")
+                    throw Refusal(
+                        status: .badGateway, reason: "\(error)",
+                        hint: "the gateway resolves names with the host's resolver; check the name, or pin it with network.hosts",
+                        verdict: "error")
                 }
             }
         }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/file.h>
@@ -126,14 +127,23 @@ int al_helper_main(int argc, char **argv) {
     else close(AL_WORKSPACE_FD); /* whatever it is, it is not ours to pass on */
 
     uint64_t ns_flags = 0, wall_ms = 0;
+    int service = 0;
     const struct al_record *idmap = NULL;
     for (size_t i = 0; i < plan.count; i++) {
         const struct al_record *r = &plan.records[i];
+        if (r->tag == AL_SERVICE) service = 1;
         if (r->tag == AL_NS_FLAGS) al_field_u64(r, 0, &ns_flags);
         else if (r->tag == AL_WALL_CLOCK) al_field_u64(r, 0, &wall_ms);
         else if (r->tag == AL_ID_MAP) idmap = r;
     }
     if (!idmap || !(ns_flags & CLONE_NEWUSER)) al_fail("plan", EINVAL, "plan has no user namespace or id map");
+    if (service) {
+        /* PID 1 inherits the control socket through clone (it stays close-on-exec). */
+        int type = 0;
+        socklen_t len = sizeof(type);
+        if (getsockopt(AL_CONTROL_FD, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_SEQPACKET)
+            al_fail("plan", EBADF, "a long-lived sandbox needs its control socket on fd %d", AL_CONTROL_FD);
+    }
 
     if (geteuid() == 0) (void)setgroups(0, NULL); /* drop the caller's supplementary groups */
 
@@ -205,6 +215,7 @@ int al_helper_main(int argc, char **argv) {
         al_init_main(&plan, sync_pipe[0], prepared);
     }
     close(sync_pipe[0]);
+    if (service) close(AL_CONTROL_FD); /* PID 1's alone: its end of file ends the sandbox */
     if (cgroup_fd >= 0) close(cgroup_fd);
     if (prepared) /* PID 1 has its own copies now */
         for (size_t i = 0; i < plan.count; i++)

@@ -122,7 +122,7 @@ static const char *plan_string(const struct al_plan *plan, uint32_t tag) {
 
 /* execvpe() searches the *caller's* PATH; the command must be found in the
  * sandbox's own. Only async-signal-safe calls here: we are a forked child. */
-static void exec_command(char **argv, char **envp, int report_fd) {
+void al_exec_command(char **argv, char **envp, int report_fd) {
     int err = ENOENT;
     if (strchr(argv[0], '/')) {
         execve(argv[0], argv, envp);
@@ -186,10 +186,12 @@ void al_init_main(const struct al_plan *plan, int sync_fd, const int *prepared) 
     /* Proxied network: the loopback listeners exist before the command does, and with
      * the privileges a port below 1024 needs. */
     struct al_relay *relay = al_relay_open(plan);
+    int service = 0;
+    for (size_t i = 0; i < plan->count; i++) service |= plan->records[i].tag == AL_SERVICE;
     const char *cwd = plan_string(plan, AL_CWD);
     char **argv = collect(plan, AL_ARG);
     char **envp = collect(plan, AL_ENV);
-    if (!argv[0]) al_fail("exec", EINVAL, "no command");
+    if (!argv[0] && !service) al_fail("exec", EINVAL, "no command");
 
     /* /proc/1 (fds, memory, environ) must not be readable by the command. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -210,6 +212,11 @@ void al_init_main(const struct al_plan *plan, int sync_fd, const int *prepared) 
     if (pipe2(exec_pipe, O_CLOEXEC) < 0) al_fail("exec", errno, "pipe2");
 
     install_seccomp(plan); /* last: nothing after this needs a refused call */
+    if (service) {
+        close(exec_pipe[0]);
+        close(exec_pipe[1]);
+        al_service_main(AL_CONTROL_FD, sfd, relay);
+    }
 
     pid_t child = fork();
     if (child < 0) al_fail("exec", errno, "fork");
@@ -225,7 +232,7 @@ void al_init_main(const struct al_plan *plan, int sync_fd, const int *prepared) 
             (void)!write(exec_pipe[1], &e, sizeof(e));
             _exit(126);
         }
-        exec_command(argv, envp, exec_pipe[1]);
+        al_exec_command(argv, envp, exec_pipe[1]);
     }
     close(exec_pipe[1]);
     int exec_err = 0;

@@ -26,7 +26,13 @@ int al_plan_read(int fd, struct al_plan *plan) {
     uint8_t *buf = malloc(size);
     if (!buf) return -1;
     if (lseek(fd, 0, SEEK_SET) < 0 || al_read_all(fd, buf, size) != (ssize_t)size) { free(buf); errno = EIO; return -1; }
-    if (memcmp(buf, "ALP1", 4) != 0) { free(buf); errno = EINVAL; return -1; }
+    return al_plan_parse(buf, size, plan);
+}
+
+/* Takes ownership of `buf` (freed on error, and by the plan's owner otherwise). */
+int al_plan_parse(uint8_t *buf, size_t size, struct al_plan *plan) {
+    memset(plan, 0, sizeof(*plan));
+    if (size < 4 || size > AL_PLAN_MAX || memcmp(buf, "ALP1", 4) != 0) { free(buf); errno = EINVAL; return -1; }
 
     size_t cap = 64, count = 0, off = 4;
     struct al_record *recs = calloc(cap, sizeof(*recs));
@@ -88,5 +94,11 @@ char *al_field_str(const struct al_record *r, uint32_t i) {
     memcpy(s, f->data, f->len);
     s[f->len] = 0;
     return s;
+}
+void al_plan_free(struct al_plan *plan) {
+    for (size_t i = 0; i < plan->count; i++) free(plan->records[i].fields);
+    free(plan->records);
+    free(plan->buffer);
+    memset(plan, 0, sizeof(*plan));
 }
 #endif

@@ -92,6 +92,7 @@ struct al_relay {
     struct endpoint listener[2];
     int nlisteners;
     struct endpoint signal;
+    struct endpoint control; /* a long-lived sandbox's control socket (service.c), also EP_SIGNAL */
     struct relay_conn *conns[RELAY_MAX_CONNS];
     size_t nconns;
     size_t timers;          /* connections with a timer set */
@@ -437,14 +438,17 @@ struct al_relay *al_relay_open(const struct al_plan *plan) {
             al_fail("egress", e, "listen on [::1]:%d for the egress gateway", r->port);
     }
     r->signal = (struct endpoint){.kind = EP_SIGNAL, .fd = -1, .events = 0, .conn = NULL, .side = 0};
+    r->control = (struct endpoint){.kind = EP_SIGNAL, .fd = -1, .events = 0, .conn = NULL, .side = 0};
     al_status("egress %d", r->port);
     return r;
 }
 
-void al_relay_wait(struct al_relay *r, int sfd) {
+void al_relay_wait(struct al_relay *r, int sfd) { al_relay_wait2(r, sfd, -1); }
+
+void al_relay_wait2(struct al_relay *r, int sfd, int ctl) {
     if (!r) {
-        struct pollfd p = {.fd = sfd, .events = POLLIN, .revents = 0};
-        (void)poll(&p, 1, -1);
+        struct pollfd p[2] = {{.fd = sfd, .events = POLLIN, .revents = 0}, {.fd = ctl, .events = POLLIN, .revents = 0}};
+        (void)poll(p, ctl >= 0 ? 2 : 1, -1);
         return;
     }
     if (r->signal.fd != sfd) {
@@ -453,6 +457,14 @@ void al_relay_wait(struct al_relay *r, int sfd) {
         if (set_interest(r, &r->signal, EPOLLIN) < 0) {
             /* Cannot happen with a valid signalfd; if it does, reaping matters more. */
             r->signal.fd = -1;
+            return;
+        }
+    }
+    if (ctl >= 0 && r->control.fd != ctl) {
+        r->control.fd = ctl;
+        r->control.events = 0;
+        if (set_interest(r, &r->control, EPOLLIN) < 0) {
+            r->control.fd = -1;
             return;
         }
     }

@@ -63,6 +63,9 @@ enum al_tag {
                             AL_MNT_IDMAP show files owned by the disk ids as owned by the sandbox */
     AL_EGRESS = 30,      /* u64 port, str socket path (in sandbox): PID 1 relays 127.0.0.1:port and
                             [::1]:port to that Unix socket (relay.c) */
+    AL_SERVICE = 31,     /* no fields: a long-lived sandbox. fd 7 is a SOCK_SEQPACKET control socket;
+                            PID 1 starts no command of its own but runs the execs asked for on it
+                            (service.c), and exits, ending the sandbox, when it is closed */
 };
 
 /* AL_BIND flags */
@@ -100,6 +103,8 @@ struct al_plan {
 
 /* plan.c */
 int al_plan_read(int fd, struct al_plan *plan);
+int al_plan_parse(uint8_t *buf, size_t size, struct al_plan *plan); /* owns buf */
+void al_plan_free(struct al_plan *plan);
 int al_field_u64(const struct al_record *r, uint32_t i, uint64_t *out);
 char *al_field_str(const struct al_record *r, uint32_t i); /* malloc'd, NUL-terminated; NULL on error */
 
@@ -131,17 +136,27 @@ struct al_relay *al_relay_open(const struct al_plan *plan);
 /* Relays connections until `sfd` (a signalfd) is readable; never blocks anywhere else.
  * With no relay it just waits for `sfd`. */
 void al_relay_wait(struct al_relay *relay, int sfd);
+/* The same, also returning when `ctl` (>= 0) is readable. */
+void al_relay_wait2(struct al_relay *relay, int sfd, int ctl);
+
+/* service.c: PID 1 of a long-lived sandbox (AL_SERVICE); the wire format of the control
+ * socket is in CAirlockShim.h (airlock serve speaks it too). */
+void al_service_main(int ctl, int sfd, struct al_relay *relay) __attribute__((noreturn));
 
 /* helper.c: the outer half */
 int al_helper_main(int argc, char **argv);
 
 /* init.c: PID 1 */
+/* execve argv[0] through the sandbox PATH of envp; on failure writes errno to report_fd
+ * and _exits 127 (not found) or 126. Async-signal-safe: for forked children. */
+void al_exec_command(char **argv, char **envp, int report_fd) __attribute__((noreturn));
 void al_init_main(const struct al_plan *plan, int sync_fd, const int *prepared) __attribute__((noreturn));
 
 #define AL_STATUS_FD 4
 #define AL_PLAN_FD 3
 #define AL_LIFELINE_FD 5
 #define AL_WORKSPACE_FD 6
+#define AL_CONTROL_FD 7
 
 /* exit status of the helper when the sandbox could not be built */
 #define AL_EXIT_SETUP 125

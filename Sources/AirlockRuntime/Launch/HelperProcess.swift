@@ -18,9 +18,10 @@ final class HelperProcess {
     private let statusFD: Int32
     private let lifelineFD: Int32
     private let signalFD: Int32
-    private var oldMask: sigset_t
+    /// The caller's signal mask, restored by `wait()`; nil for a long-lived sandbox (nothing was blocked).
+    private var oldMask: sigset_t?
 
-    private init(pid: pid_t, statusFD: Int32, lifelineFD: Int32, signalFD: Int32, oldMask: sigset_t) {
+    private init(pid: pid_t, statusFD: Int32, lifelineFD: Int32, signalFD: Int32, oldMask: sigset_t?) {
         self.pid = pid
         self.statusFD = statusFD
         self.lifelineFD = lifelineFD
@@ -30,7 +31,10 @@ final class HelperProcess {
 
     /// `workspaceLock`: the workspace directory, flock'ed shared; the helper holds it as fd 6
     /// for the sandbox's whole life (and tidies placeholders with it if airlock dies).
-    static func spawn(helper: String, plan: [UInt8], workspaceLock: Int32? = nil) throws(AirlockError) -> HelperProcess {
+    ///
+    /// `control`: a long-lived sandbox's control socket, passed as fd 7 (``ServiceSandbox``). The
+    /// daemon forwards no signals, so then none are blocked, and the helper's stdio is /dev/null.
+    static func spawn(helper: String, plan: [UInt8], workspaceLock: Int32? = nil, control: Int32? = nil) throws(AirlockError) -> HelperProcess {
         let memfd = airlock_memfd("airlock-plan")
         guard memfd >= 0 else { throw systemError("memfd_create", errno, "cannot hold the sandbox plan") }
         defer { close(memfd) }
@@ -48,9 +52,14 @@ final class HelperProcess {
         var mask = sigset_t()
         var old = sigset_t()
         sigemptyset(&mask)
-        for s in forwarded { sigaddset(&mask, s) }
-        pthread_sigmask(SIG_BLOCK, &mask, &old)
-        let sfd = airlock_signalfd(&mask)
+        var sfd: Int32 = -1
+        if control == nil {
+            for s in forwarded { sigaddset(&mask, s) }
+            pthread_sigmask(SIG_BLOCK, &mask, &old)
+            sfd = airlock_signalfd(&mask)
+        } else {
+            pthread_sigmask(SIG_BLOCK, &mask, &old)  // only reads the current mask back for wait()
+        }
 
         // The helper expects fds 3-6 in place. Any source that is itself 3-6 would be
         // clobbered by an earlier dup2, so first lift every source above the target range.
@@ -61,16 +70,21 @@ final class HelperProcess {
             if high >= 0 { lifted.append(high) }
             return high
         }
-        let sources = [lift(memfd), lift(status[1]), lift(lifeline[0])] + (workspaceLock.map { [lift($0)] } ?? [])
-        guard !sources.contains(where: { $0 < 0 }) else {
+        var sources: [(Int32, Int32)] = [(lift(memfd), 3), (lift(status[1]), 4), (lift(lifeline[0]), 5)]
+        if let workspaceLock { sources.append((lift(workspaceLock), 6)) }
+        if let control { sources.append((lift(control), 7)) }
+        guard !sources.contains(where: { $0.0 < 0 }) else {
             pthread_sigmask(SIG_SETMASK, &old, nil)
             throw systemError("fcntl", errno, "cannot prepare the helper's descriptors")
         }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        for (target, source) in sources.enumerated() {
-            posix_spawn_file_actions_adddup2(&actions, source, Int32(3 + target))
+        if control != nil {
+            for fd: Int32 in 0...2 { posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0) }
+        }
+        for (source, target) in sources {
+            posix_spawn_file_actions_adddup2(&actions, source, target)
         }
 
         var attr = posix_spawnattr_t()
@@ -99,23 +113,38 @@ final class HelperProcess {
             pthread_sigmask(SIG_SETMASK, &old, nil)
             throw AirlockError(.sandboxSetup, "cannot start the sandbox helper \(helper)", cause: errnoDescription(rc))
         }
-        return HelperProcess(pid: pid, statusFD: status[0], lifelineFD: lifeline[1], signalFD: sfd, oldMask: old)
+        return HelperProcess(pid: pid, statusFD: status[0], lifelineFD: lifeline[1], signalFD: sfd, oldMask: control == nil ? old : nil)
     }
+
+    /// Status bytes read but not yet a whole line (kept between `supervise` calls).
+    private var pending: [UInt8] = []
 
     /// Reads status lines until the helper closes the pipe, forwarding signals meanwhile.
     func supervise(_ onLine: (Substring) -> Void) {
-        var pending: [UInt8] = []
+        supervise(onLine, onExtra: { false }, until: { false })
+    }
+
+    /// The same, returning early once `until` holds after a line.
+    func supervise(_ onLine: (Substring) -> Void, until: () -> Bool) {
+        supervise(onLine, onExtra: { false }, until: until)
+    }
+
+    /// The same, also calling `onExtra` whenever `extra` is readable, until it returns false.
+    func supervise(extra: Int32 = -1, _ onLine: (Substring) -> Void, onExtra: () -> Bool, until: () -> Bool = { false }) {
         var buf = [UInt8](repeating: 0, count: 4096)
         var open = true
-        while open {
+        var extraOpen = extra >= 0
+        while open && !until() {
             var fds = [pollfd(fd: statusFD, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0)]
-            let n = poll(&fds, signalFD >= 0 ? 2 : 1, -1)
+                       pollfd(fd: signalFD, events: signalFD >= 0 ? Int16(POLLIN) : 0, revents: 0),
+                       pollfd(fd: extraOpen ? extra : -1, events: Int16(POLLIN), revents: 0)]
+            let n = poll(&fds, 3, -1)
             if n < 0 { if errno == EINTR { continue }; break }
             if signalFD >= 0, fds[1].revents & Int16(POLLIN) != 0 {
                 let signo = airlock_signalfd_read(signalFD)
                 if signo > 0 { kill(pid, signo) }
             }
+            if extraOpen, fds[2].revents != 0 { extraOpen = onExtra() }
             if fds[0].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
                 let got = buf.withUnsafeMutableBytes { read(statusFD, $0.baseAddress, $0.count) }
                 if got < 0, errno == EINTR { continue }
@@ -124,6 +153,7 @@ final class HelperProcess {
                     let line = String(decoding: pending[..<nl], as: UTF8.self)
                     onLine(Substring(line))
                     pending.removeSubrange(...nl)
+                    if until() { return }
                 }
             }
         }
@@ -136,7 +166,7 @@ final class HelperProcess {
         close(statusFD)
         close(lifelineFD)
         if signalFD >= 0 { close(signalFD) }
-        pthread_sigmask(SIG_SETMASK, &oldMask, nil)
+        if var mask = oldMask { pthread_sigmask(SIG_SETMASK, &mask, nil) }
         let low = st & 0x7f
         if low == 0 { return .exited((st >> 8) & 0xff) }
         return .signaled(low)

@@ -118,7 +118,7 @@ public struct SandboxRunner: Sendable {
     }
 
     /// Checks that this runtime can run the spec at all, before anything is created.
-    public static func validate(_ spec: SandboxSpec) throws(AirlockError) {
+    public static func validate(_ spec: SandboxSpec, service: Bool = false) throws(AirlockError) {
         switch spec.runtime {
         case .namespace: break
         case .microvm, .kubernetes:
@@ -127,7 +127,7 @@ public struct SandboxRunner: Sendable {
         if spec.network.mode == .proxied, !(1...65535).contains(spec.network.proxyPort) {
             throw AirlockError(.policy, "network.proxy_port \(spec.network.proxyPort) is not a TCP port (1-65535)")
         }
-        guard !spec.command.isEmpty else { throw AirlockError(.usage, "no command given: write it after `--`") }
+        guard service || !spec.command.isEmpty else { throw AirlockError(.usage, "no command given: write it after `--`") }
     }
 
     /// Runs the spec. `marks` are earlier phases of the caller (e.g. the CLI's parsing) for the timeline.
@@ -163,19 +163,23 @@ public struct SandboxRunner: Sendable {
         }
     }
 
-    private func run(
-        _ spec: SandboxSpec, instance: String, airlockDirectory: String?, teardown: Teardown
-    ) throws(AirlockError) -> RunOutcome {
-        try Self.validate(spec)
+    /// What `prepare` built: the helper's plan and the pieces supervision needs.
+    struct Prepared {
+        var helper: String
+        var plan: [UInt8]
+        var cgroup: SandboxCgroup?
+        var cgroupVersion: String?
+        var guardian: WorkspaceGuard?
+    }
+
+    /// Everything up to the helper: cgroups, placeholders, seccomp, the plan. Undo steps
+    /// go to `teardown`; `warn` records each warning as it happens.
+    func prepare(
+        _ spec: SandboxSpec, instance: String, airlockDirectory: String?, service: Bool, teardown: Teardown,
+        marks: inout [(String, UInt64)], warn: (String) -> Void
+    ) throws(AirlockError) -> Prepared {
+        try Self.validate(spec, service: service)
         if spec.network.mode == .proxied { try Self.checkAirlockDirectory(airlockDirectory) }
-        let started = ContinuousClock.now
-        var marks: [(String, UInt64)] = [("runner", Timing.now())]
-        var warnings: [String] = []
-        func warn(_ w: String) {
-            warnings.append(w)
-            onWarning(w)
-            events.emit(AuditEvent(type: "sandbox.warning", instance: instance, attributes: [("airlock.warning", .string(w))]))
-        }
         let helper = try HelperLocator.locate(environment: environment)
         if geteuid() != 0 {
             // An unprivileged user cannot drop supplementary groups (setgroups is denied in the
@@ -236,6 +240,7 @@ public struct SandboxRunner: Sendable {
         var builder = PlanBuilder(host: .live, seccomp: seccomp, cgroupProcs: [])
         builder.cleanupDirectories = cleanup
         builder.airlockDirectory = airlockDirectory
+        builder.service = service
         if geteuid() == 0 {
             // Never run a sandbox as host uid 0: each gets its own unprivileged uid/gid, and
             // writable binds are idmapped so the workspace stays writable and keeps its owner.
@@ -261,7 +266,26 @@ public struct SandboxRunner: Sendable {
         }
         let plan = try PlanEncoder.encode(try builder.records(for: spec))
 
-        events.emit(AuditEvent(type: "sandbox.created", instance: instance, attributes: SpecAttributes.of(spec, cgroup: cgroupHost.version?.rawValue)))
+        return Prepared(
+            helper: helper, plan: plan, cgroup: cgroup, cgroupVersion: cgroupHost.version?.rawValue, guardian: guardian)
+    }
+
+    private func run(
+        _ spec: SandboxSpec, instance: String, airlockDirectory: String?, teardown: Teardown
+    ) throws(AirlockError) -> RunOutcome {
+        let started = ContinuousClock.now
+        var marks: [(String, UInt64)] = [("runner", Timing.now())]
+        var warnings: [String] = []
+        func warn(_ w: String) {
+            warnings.append(w)
+            onWarning(w)
+            events.emit(AuditEvent(type: "sandbox.warning", instance: instance, attributes: [("airlock.warning", .string(w))]))
+        }
+        let prepared = try prepare(
+            spec, instance: instance, airlockDirectory: airlockDirectory, service: false, teardown: teardown,
+            marks: &marks, warn: warn)
+        let (helper, plan, cgroup, guardian) = (prepared.helper, prepared.plan, prepared.cgroup, prepared.guardian)
+        events.emit(AuditEvent(type: "sandbox.created", instance: instance, attributes: SpecAttributes.of(spec, cgroup: prepared.cgroupVersion)))
 
         marks.append(("plan", Timing.now()))
         let process = try HelperProcess.spawn(helper: helper, plan: plan, workspaceLock: guardian?.lockFD)

@@ -15,7 +15,7 @@ protocol ResourceProbe: Sendable {
 /// Processes running the sandbox helper's own executable are skipped: the helper itself (in
 /// the cgroup on v1), the sandbox's PID 1, and PID 1's children between `fork` and `execve`.
 /// They are recognised by the device and inode of their executable, not by path.
-struct CgroupProbe: ResourceProbe {
+public struct CgroupProbe: ResourceProbe {
     let cgroup: SandboxCgroup
     /// (st_dev, st_ino) of the helper binary.
     let helper: (dev: UInt64, ino: UInt64)?
@@ -88,7 +88,7 @@ struct CgroupProbe: ResourceProbe {
     }
 
     /// The pid of `pid` inside its innermost PID namespace (the last `NSpid:` field), if readable.
-    static func namespacePID(of pid: Int32, proc: String = "/proc") -> Int32? {
+    public static func namespacePID(of pid: Int32, proc: String = "/proc") -> Int32? {
         let fd = open("\(proc)/\(pid)/status", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }

@@ -43,6 +43,8 @@ public struct PlanBuilder: Sendable {
     /// (`egress.sock`) and CA files, bound read-only at `airlockMountPoint`. Required when
     /// the spec's network is proxied, ignored otherwise.
     public var airlockDirectory: String?
+    /// A long-lived sandbox (``ServiceSandbox``): no command of its own; execs arrive on fd 7.
+    public var service = false
 
     /// Where the airlock directory appears inside the sandbox.
     public static let airlockMountPoint = "/run/airlock"
@@ -206,7 +208,7 @@ public struct PlanBuilder: Sendable {
         }
         if let seccomp { r.append(.seccomp(seccomp)) }
         for v in spec.environment { r.append(.environment(v.name + "=" + v.value)) }
-        for a in spec.command { r.append(.argument(a)) }
+        if service { r.append(.service) } else { for a in spec.command { r.append(.argument(a)) } }
         r.append(.workingDirectory(spec.workingDirectory))
         return r
     }

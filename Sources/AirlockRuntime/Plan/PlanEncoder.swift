@@ -39,6 +39,9 @@ public enum PlanRecord: Equatable, Sendable {
     /// Proxied network: PID 1 listens on `127.0.0.1:port` and `[::1]:port` and relays each
     /// connection to the Unix socket at `socket` (a path inside the sandbox).
     case egress(port: UInt16, socket: String)
+    /// A long-lived sandbox: PID 1 runs the execs asked for on the control socket (fd 7)
+    /// instead of one command, and ends the sandbox when that socket closes (service.c).
+    case service
 
     var tag: UInt32 {
         switch self {
@@ -71,6 +74,7 @@ public enum PlanRecord: Equatable, Sendable {
         case .workspaceLock: 28
         case .idmap: 29
         case .egress: 30
+        case .service: 31
         }
     }
 }
@@ -136,7 +140,7 @@ public enum PlanEncoder {
         case .denyWrite(let w, let r): return [try str(w), try str(r)]
         case .landlock(let p, let a, let o): return [try str(p), u64(a.rawValue), u64(o ? 1 : 0)]
         case .landlockMode(let r): return [u64(r ? 1 : 0)]
-        case .workspaceLock: return []
+        case .workspaceLock, .service: return []
         case .idmap(let du, let dg, let hu, let hg): return [u64(du), u64(dg), u64(hu), u64(hg)]
         case .egress(let port, let socket): return [u64(port), try str(socket)]
         case .rlimit(let r, let s, let h): return [u64(UInt64(UInt32(bitPattern: r))), u64(s), u64(h)]

@@ -35,6 +35,34 @@ int airlock_mark_placeholder(int fd, const char *instance);
 /* 1 if the directory `fd` carries the placeholder mark, else 0. */
 int airlock_is_placeholder(int fd);
 
+/* The control socket of a long-lived sandbox (service.c): fixed-size header, then payload. */
+struct al_svc_msg {
+    uint32_t kind;
+    uint32_t id;
+    uint32_t arg;
+    uint32_t reserved;
+};
+enum {
+    AL_SVC_EXEC = 1,
+    AL_SVC_SIGNAL = 2,
+    AL_SVC_STARTED = 101,
+    AL_SVC_FAILED = 102,
+    AL_SVC_EXITED = 103,
+    AL_SVC_REFUSED = 104,
+};
+/* The largest request (header + argv/env/cwd plan) PID 1 accepts. */
+#define AL_SVC_MAX_MESSAGE (192u * 1024u)
+
+/* sendmsg(sock, buf, MSG_NOSIGNAL) with `nfds` descriptors as SCM_RIGHTS; bytes sent or -1. */
+long airlock_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds);
+/* socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC) */
+int airlock_seqpacket_pair(int fds[2]);
+
+/* openat2(dirfd, path, {flags, mode, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV}):
+ * `path` is resolved inside `dirfd` and may not leave it, by "..", an absolute path or a
+ * symlink. -1 with errno (EXDEV for an escape, ENOSYS before Linux 5.6). */
+int airlock_open_beneath(int dirfd, const char *path, int flags, unsigned int mode);
+
 /* Entry point of the airlock-sandbox executable. */
 int al_helper_main(int argc, char **argv);
 

@@ -34,6 +34,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+        // The control plane's HTTP server; neither of its default traits (swift-configuration,
+        // full Foundation) is needed.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
     ],
     targets: [
         // Shared vocabulary: errors, units, the SandboxSpec contract between layers.
@@ -90,11 +93,29 @@ let package = Package(
             name: "AirlockRuntime",
             dependencies: ["AirlockCore", "AirlockAudit", "CAirlockShim", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
+        // Layers 7 and 9: `airlock serve` — the supervisor of long-lived sandboxes, the store
+        // (SQLite through GRDB), the vault (sealed workspaces and snapshots), the HTTP API.
+        .target(
+            name: "AirlockControl",
+            dependencies: [
+                "AirlockCore", "AirlockPolicy", "AirlockRuntime", "AirlockAudit", "AirlockDLP", "AirlockEgress", "CAirlockShim",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strict),
         // The CLI's commands, one file per subcommand.
         .target(
             name: "AirlockCommands",
             dependencies: [
                 "AirlockCore", "AirlockPolicy", "AirlockRuntime", "AirlockAudit", "AirlockDLP", "AirlockTelemetry", "AirlockEgress", "CAirlockShim",
+                "AirlockControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -136,6 +157,10 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "AirlockEgressTests", dependencies: ["AirlockEgress", "AirlockTestSupport"], swiftSettings: strict),
         .testTarget(name: "AirlockRuntimeTests", dependencies: ["AirlockRuntime"], swiftSettings: strict),
+        .testTarget(
+            name: "AirlockControlTests",
+            dependencies: ["AirlockControl", "AirlockRuntime", "AirlockPolicy", "AirlockTestSupport", "airlock", "airlock-sandbox"],
+            swiftSettings: strict),
         .testTarget(
             name: "AirlockSandboxTests",
             dependencies: ["AirlockRuntime", "AirlockPolicy", "AirlockTestSupport", "airlock", "airlock-sandbox"],

@@ -14,7 +14,10 @@ public struct AirlockCommand: ParsableCommand {
               126 the command was found but could not be executed
               127 the command was not found inside the sandbox
             """,
-        subcommands: [RunCommand.self, ProfilesCommand.self, PolicyCommand.self, AuditCommand.self])
+        subcommands: [
+            RunCommand.self, ProfilesCommand.self, PolicyCommand.self, AuditCommand.self, ServeCommand.self, TokenCommand.self,
+            KillCommand.self,
+        ])
 
     public init() {}
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AirlockAudit
+import AirlockControl
 import AirlockCore
 import AirlockDLP
 import AirlockEgress

@@ -8,7 +8,7 @@ import CAirlockShim
 import Glibc
 #endif
 
-/// The egress side of one `airlock run` in proxied mode: the sandbox's airlock directory
+/// The egress side of one sandbox (an `airlock run`, or one of `airlock serve`'s) in proxied mode: the sandbox's airlock directory
 /// (its socket and CA certificate, bind-mounted read-only at `/run/airlock`), and the
 /// gateway serving it. Created before the sandbox starts, stopped after it ends; the
 /// directory, the socket and the CA's key do not outlive the run.
@@ -16,12 +16,12 @@ import Glibc
 /// Layout: `<base>/<96 random bits, hex>/` (0755) in a base directory others cannot list
 /// (`/run/airlock`, 0711, as root; `$XDG_RUNTIME_DIR/airlock` or `/tmp/airlock-<uid>`,
 /// 0700, otherwise). The random part keeps other host users from guessing the socket.
-final class RunEgress {
-    let directory: String
-    let gateway: EgressGateway
+public final class RunEgress: @unchecked Sendable {
+    public let directory: String
+    public let gateway: EgressGateway
     private var stopped = false
 
-    init(spec: SandboxSpec, instance: String, secrets: [GatewaySecret], sink: any EventSink, environment: [String: String]) throws(AirlockError) {
+    public init(spec: SandboxSpec, instance: String, secrets: [GatewaySecret], sink: any EventSink, environment: [String: String]) throws(AirlockError) {
         let base = try Self.baseDirectory(environment)
         var random = [UInt8](repeating: 0, count: 12)
         guard random.withUnsafeMutableBytes({ airlock_random($0.baseAddress, 12) }) == 0 else {
@@ -51,7 +51,7 @@ final class RunEgress {
     }
 
     /// Stops the gateway (its events are delivered first) and removes the directory.
-    func stop() {
+    public func stop() {
         guard !stopped else { return }
         stopped = true
         gateway.stop()
@@ -62,7 +62,7 @@ final class RunEgress {
 
     /// The secrets of a run: the profile's bindings (`env:` / `file:`) and `--secret`
     /// values. Bound ones reach the sandbox as placeholders; the others as themselves.
-    static func loadSecrets(_ spec: SandboxSpec, flags: [Secret], environment: [String: String]) throws(AirlockError) -> [GatewaySecret] {
+    public static func loadSecrets(_ spec: SandboxSpec, flags: [Secret], environment: [String: String]) throws(AirlockError) -> [GatewaySecret] {
         var out = flags.map { GatewaySecret(name: $0.name, value: $0.value) }
         for b in spec.secrets {
             let value: String

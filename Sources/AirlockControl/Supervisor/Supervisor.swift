@@ -1,0 +1,474 @@
+import AirlockAudit
+import AirlockCore
+import AirlockEgress
+import AirlockPolicy
+import AirlockRuntime
+import CAirlockShim
+import Foundation
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the daemon keeps its state and how it behaves.
+public struct DaemonSettings: Sendable {
+    public var stateDirectory: String
+    public var hostname: String
+    /// The daemon's environment (secrets bound as `env:` come from it; the helper is found with it).
+    public var environment: [String: String]
+    public var maxFileBytes = 64 << 20
+    public var maxArchiveBytes = 256 << 20
+    /// How often lifetimes are checked.
+    public var tick: Duration = .milliseconds(100)
+
+    public init(stateDirectory: String, hostname: String, environment: [String: String]) {
+        self.stateDirectory = stateDirectory
+        self.hostname = hostname
+        self.environment = environment
+    }
+
+    var workspacesDirectory: String { stateDirectory + "/workspaces" }
+    var sealedDirectory: String { stateDirectory + "/sealed" }
+}
+
+/// Layer 7 for `airlock serve`: creates long-lived sandboxes, runs their execs, enforces their
+/// lifetimes (TTL, idle timeout, exec budget), stops them by any scope, contains them, and
+/// recovers after a crash. Every change is recorded in the store and the audit log.
+public final class Supervisor: Sendable {
+    let settings: DaemonSettings
+    let store: any ControlStore
+    let vault: Vault
+    let audit: any EventSink
+    let logger: Logger
+    private let policyDocument: Mutex<PolicyDocument?>
+    let live = Mutex<[String: LiveSandbox]>([:])
+    let shuttingDown = Flag()
+    private let runner: SandboxRunner
+
+    public init(settings: DaemonSettings, store: any ControlStore, vault: Vault, audit: any EventSink, policy: PolicyDocument?, logger: Logger) {
+        self.settings = settings
+        self.store = store
+        self.vault = vault
+        self.audit = audit
+        self.logger = logger
+        self.policyDocument = Mutex(policy)
+        let log = logger
+        runner = SandboxRunner(logger: logger, events: audit, environment: settings.environment) { w in
+            log.warning("\(w)")
+        }
+    }
+
+    public var policy: PolicyDocument? { policyDocument.withLock { $0 } }
+    public func replacePolicy(_ p: PolicyDocument?) { policyDocument.withLock { $0 = p } }
+
+    /// One sandbox this daemon runs.
+    final class LiveSandbox: Sendable {
+        let id: String
+        let service: ServiceSandbox
+        let spec: SandboxSpec
+        let egress: RunEgress?
+        let workspace: WorkspaceArea?
+        let record: Mutex<SandboxRecord>
+        let stopping = Mutex<String?>(nil)
+        let finished = Latch()
+        let runningExecs = Mutex<Int>(0)
+        /// The profile's environment allowlist (names an exec may set).
+        let envAllowed: Set<String>
+
+        init(id: String, service: ServiceSandbox, spec: SandboxSpec, egress: RunEgress?, workspace: WorkspaceArea?, record: SandboxRecord, envAllowed: Set<String>) {
+            self.id = id
+            self.service = service
+            self.spec = spec
+            self.egress = egress
+            self.workspace = workspace
+            self.record = Mutex(record)
+            self.envAllowed = envAllowed
+        }
+    }
+
+    func liveSandbox(_ id: String) -> LiveSandbox? { live.withLock { $0[id] } }
+    public var liveCount: Int { live.withLock { $0.count } }
+
+    // MARK: Events
+
+    func emit(_ type: String, _ record: SandboxRecord?, principal: String, _ attributes: [(String, JSONValue)] = [], instance: String? = nil) {
+        var identity = Identity(instance: instance ?? record?.id ?? "", principal: principal)
+        if let l = record?.labels {
+            identity.session = l["session"]
+            identity.workflow = l["workflow"]
+            identity.agent = l["agent"]
+        }
+        audit.emit(AuditEvent(type: type, identity: identity, attributes: [("airlock.principal", .string(principal))] + attributes))
+    }
+
+    // MARK: Create
+
+    func create(_ req: CreateRequest, principal: String) async throws(Problem) -> SandboxRecord {
+        guard !shuttingDown.isSet else { throw Problem.unavailable("the daemon is shutting down; retry against its successor") }
+        let profiles = Policy.profileNames(in: policy).map(\.name)
+        guard profiles.contains(req.profile) else {
+            throw Problem.validation(
+                "there is no profile '\(req.profile)'; the profiles are: \(profiles.joined(separator: ", "))",
+                errors: [.init(field: "profile", message: "unknown profile")])
+        }
+        let profile: Profile
+        switch Policy.flatten(req.profile, in: policy) {
+        case .success(let p): profile = p
+        case .failure(let f): throw Problem.from(f.airlockError)
+        }
+        let id = Identifiers.random("sbx-")
+        let wsMode = profile.filesystem.workspace ?? .ro
+        // The profile's own values: every override must stay within them.
+        let baseRequest = RunRequest(
+            profile: req.profile, policy: policy, command: ["/bin/true"], workspace: wsMode == .none ? nil : settings.workspacesDirectory,
+            currentDirectory: "/", hostEnvironment: [:])
+        let base: SandboxSpec
+        do { base = try Resolver.resolve(baseRequest) } catch { throw Problem.from(error) }
+        var problems: [Problem.FieldError] = []
+        func beyond(_ field: String, _ asked: String, _ allowed: String) {
+            problems.append(.init(field: field, message: "\(asked) is more than the profile '\(req.profile)' allows (\(allowed))"))
+        }
+        let profileTTL = base.limits.wallClock.map { Double($0.components.seconds) }
+        let ttl = req.ttl ?? profileTTL ?? 3600
+        if let p = profileTTL, ttl > p { beyond("ttl", "\(Int(ttl))s", "\(Int(p))s") }
+        if let m = req.memory, let p = base.limits.memoryBytes, m > p { beyond("limits.memory", Units.formatBytes(m), Units.formatBytes(p)) }
+        if let c = req.cpus, let p = base.limits.cpus, c > p { beyond("limits.cpus", "\(c)", "\(p)") }
+        if let n = req.pids, let p = base.limits.pids, n > p { beyond("limits.pids", "\(n)", "\(p)") }
+        if let d = req.disk, d > base.filesystem.tmpSize { beyond("limits.disk", Units.formatBytes(d), Units.formatBytes(base.filesystem.tmpSize)) }
+        let allowedEnv = Set(profile.environment.pass ?? [])
+        for name in req.env.keys.sorted() where !allowedEnv.contains(name) {
+            problems.append(.init(field: "env.\(name)", message: "the profile '\(req.profile)' does not let a sandbox's environment set \(name); it allows: \(allowedEnv.sorted().joined(separator: ", "))"))
+        }
+        if req.persist || req.workspace != nil, wsMode == .none {
+            problems.append(.init(field: req.persist ? "persist" : "workspace", message: "the profile '\(req.profile)' grants no workspace, so there is nothing to persist or restore"))
+        }
+        if let first = problems.first {
+            throw Problem(403, "forbidden", "Forbidden", problems.count == 1 ? "\(first.field): \(first.message)" : "\(problems.count) overrides go beyond the profile '\(req.profile)': " + problems.map { "\($0.field): \($0.message)" }.joined(separator: "; "), errors: problems)
+        }
+        var restoreFrom: SealedRecord?
+        if let w = req.workspace {
+            guard let r = try? store.sealed(id: w), r.kind == .workspace else { throw Problem.notFound("there is no persisted workspace \(w) (see GET /v1/workspaces)") }
+            restoreFrom = r
+        }
+
+        // The workspace: a tmpfs of the disk budget when root (bounded, and gone with its mount).
+        let diskBytes = req.disk ?? base.filesystem.tmpSize
+        var area: WorkspaceArea?
+        if wsMode != .none {
+            do { area = try WorkspaceArea.make(under: settings.workspacesDirectory, id: id, size: diskBytes) } catch { throw Problem.from(error) }
+        }
+        let request = RunRequest(
+            profile: req.profile, policy: policy, command: ["/bin/true"], workspace: area?.path,
+            env: req.env.sorted { $0.key < $1.key }.map { EnvironmentVariable($0.key, $0.value) },
+            wallClock: .seconds(ttl + 2), memory: req.memory, cpus: req.cpus, pids: req.pids, disk: req.disk,
+            currentDirectory: "/", hostEnvironment: settings.environment)
+        var spec: SandboxSpec
+        do { spec = try Resolver.resolve(request) } catch {
+            area?.remove()
+            throw Problem.from(error)
+        }
+        spec.command = []
+        // The workspace is the sandbox's own (not a host repository another program will run
+        // hooks from), so the protected-path placeholders of `airlock run` do not apply.
+        spec.filesystem.workspace?.denyWrite = []
+        let now = Date()
+        var record = SandboxRecord(
+            id: id, host: settings.hostname, profile: req.profile, labels: req.labels, state: .running, createdAt: now,
+            ttlSeconds: ttl, idleTimeoutSeconds: req.idleTimeout, maxExecs: req.maxExecs, lastActivityAt: now,
+            spec: Self.json(spec), workspacePath: area?.path, workspaceMounted: area?.mounted ?? false, persist: req.persist,
+            workspaceID: req.workspace, principal: principal)
+
+        // Egress: the sandbox's own gateway on its own airlock socket.
+        var egress: RunEgress?
+        if spec.network.mode == .proxied {
+            do {
+                let secrets = try RunEgress.loadSecrets(spec, flags: [], environment: settings.environment)
+                egress = try RunEgress(spec: spec, instance: id, secrets: secrets, sink: audit, environment: settings.environment)
+            } catch {
+                area?.remove()
+                throw Problem.from(error)
+            }
+            record.airlockDirectory = egress?.directory
+        }
+        // Recorded before anything runs, so that a crash from here on is recovered.
+        do { try store.insertSandbox(record) } catch {
+            egress?.stop()
+            area?.remove()
+            throw Problem.internalError("the store refused the new sandbox: \(error)")
+        }
+        let runner = self.runner
+        let directory = egress?.directory
+        let launchSpec = spec
+        let started: Result<ServiceSandbox, AirlockError> = await Blocking.run {
+            do throws(AirlockError) { return .success(try ServiceSandbox.start(launchSpec, instance: id, runner: runner, airlockDirectory: directory)) } catch {
+                return .failure(error)
+            }
+        }
+        let service: ServiceSandbox
+        switch started {
+        case .success(let s): service = s
+        case .failure(let error):
+            egress?.stop()
+            area?.remove()
+            record.state = .stopped
+            record.stopReason = "setup_failed"
+            record.stoppedAt = Date()
+            try? store.updateSandbox(record)
+            throw Problem.from(error)
+        }
+        record.helperPID = service.helperPID
+        record.cgroupDirectories = service.cgroup?.directories ?? []
+        try? store.updateSandbox(record)
+        let sandbox = LiveSandbox(id: id, service: service, spec: spec, egress: egress, workspace: area, record: record, envAllowed: allowedEnv)
+        live.withLock { $0[id] = sandbox }
+        emit("control.sandbox.created", record, principal: principal, [
+            ("airlock.profile", .string(req.profile)), ("airlock.labels", .object(record.labels.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })),
+            ("airlock.ttl_seconds", .double(ttl)),
+        ])
+        Task { [self] in
+            await service.ended()
+            await self.finalize(sandbox, reasonIfUnasked: service.hasEnded ? nil : nil)
+        }
+        if let restoreFrom {
+            do { try await restore(restoreFrom, into: sandbox) } catch {
+                await stop(sandbox, reason: "setup_failed", principal: principal)
+                throw error
+            }
+        }
+        return sandbox.record.withLock { $0 }
+    }
+
+    static func json<T: Encodable>(_ v: T) -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return (try? String(decoding: e.encode(v), as: UTF8.self)) ?? "{}"
+    }
+
+    // MARK: Exec
+
+    func exec(_ id: String, _ p: ExecParameters, principal: String, onEnd: @escaping @Sendable (ExecRun.Outcome) -> Void = { _ in }) throws(Problem) -> ExecRun {
+        guard let sb = liveSandbox(id) else { throw notRunning(id) }
+        if sb.stopping.withLock({ $0 }) != nil { throw notRunning(id) }
+        var record = sb.record.withLock { $0 }
+        guard record.state == .running else { throw Problem.conflict("the sandbox \(id) is \(record.state.rawValue); it runs no commands (delete it when done)") }
+        if let max = record.maxExecs, record.execCount >= max {
+            Task { await stop(sb, reason: "max_execs", principal: "airlock") }
+            throw Problem.conflict("the sandbox \(id) has run its \(max) commands (max_execs); it is stopped")
+        }
+        for name in p.env.keys.sorted() where !sb.envAllowed.contains(name) {
+            throw Problem(403, "forbidden", "Forbidden",
+                "env.\(name): the profile '\(record.profile)' does not let a command's environment set \(name); it allows: \(sb.envAllowed.sorted().joined(separator: ", "))",
+                errors: [.init(field: "env.\(name)", message: "not in the profile's environment allowlist")])
+        }
+        let remaining = record.createdAt.addingTimeInterval(record.ttlSeconds).timeIntervalSinceNow
+        let timeout = min(p.timeout ?? 300, max(remaining, 0.001))
+        var env = sb.spec.environment
+        for (k, v) in p.env.sorted(by: { $0.key < $1.key }) {
+            env.removeAll { $0.name == k }
+            env.append(EnvironmentVariable(k, v))
+        }
+        let request = ServiceSandbox.ExecRequest(command: p.command, environment: env, workingDirectory: p.cwd ?? sb.spec.workingDirectory)
+        let count = sb.record.withLock { r in
+            r.execCount += 1
+            r.lastActivityAt = Date()
+            return r.execCount
+        }
+        sb.runningExecs.withLock { $0 += 1 }
+        record.execCount = count
+        let store = self.store
+        let run: ExecRun
+        do {
+            run = try ExecRun.start(in: sb.service, request: request, stdin: p.stdin, timeout: timeout) { outcome in
+                sb.runningExecs.withLock { $0 -= 1 }
+                let r = sb.record.withLock { r in
+                    r.lastActivityAt = Date()
+                    return r
+                }
+                try? store.updateSandbox(r)
+                onEnd(outcome)
+            }
+        } catch {
+            sb.runningExecs.withLock { $0 -= 1 }
+            throw error
+        }
+        try? store.updateSandbox(sb.record.withLock { $0 })
+        emit("control.exec", record, principal: principal, [
+            ("process.command_args", .array(p.command.map { .string($0) })), ("airlock.exec.timeout_seconds", .double(timeout)),
+        ])
+        return run
+    }
+
+    func notRunning(_ id: String) -> Problem {
+        if let r = try? store.sandbox(id: id) {
+            return Problem.conflict("the sandbox \(id) is \(r.state.rawValue)\(r.stopReason.map { " (\($0))" } ?? ""); create a new one")
+        }
+        return Problem.notFound("there is no sandbox \(id) (see GET /v1/sandboxes)")
+    }
+
+    // MARK: Read
+
+    func get(_ id: String) throws(Problem) -> SandboxRecord {
+        if let sb = liveSandbox(id) { return sb.record.withLock { $0 } }
+        guard Identifiers.isSandbox(id), let r = try? store.sandbox(id: id) else { throw Problem.notFound("there is no sandbox \(id) (see GET /v1/sandboxes)") }
+        return r
+    }
+
+    func list() throws(Problem) -> [SandboxRecord] {
+        let stored: [SandboxRecord]
+        do { stored = try store.sandboxes(host: settings.hostname) } catch { throw Problem.internalError("the store cannot list sandboxes: \(error)") }
+        let current = live.withLock { $0 }
+        return stored.map { r in current[r.id]?.record.withLock { $0 } ?? r }
+    }
+
+    func usage(_ id: String) -> CgroupUsage? {
+        guard let sb = liveSandbox(id) else { return nil }
+        return sb.service.cgroup?.usage()
+    }
+
+    func runningExecs(_ id: String) -> Int { liveSandbox(id)?.runningExecs.withLock { $0 } ?? 0 }
+
+    // MARK: Stop
+
+    /// Stops one sandbox: every process is killed at once; the teardown (and sealing a
+    /// persistent workspace) follows. Returns when its processes are gone.
+    func stop(_ sb: LiveSandbox, reason: String, principal: String) async {
+        let first: Bool = sb.stopping.withLock { s in
+            guard s == nil else { return false }
+            s = reason
+            return true
+        }
+        if first {
+            let r = sb.record.withLock { $0 }
+            emit("control.sandbox.stop", r, principal: principal, [("airlock.stop_reason", .string(reason))])
+        }
+        sb.service.stop()
+        await sb.service.ended()
+    }
+
+    func stop(id: String, reason: String, principal: String) async throws(Problem) -> SandboxRecord {
+        guard let sb = liveSandbox(id) else {
+            let r = try get(id)
+            return r
+        }
+        await stop(sb, reason: reason, principal: principal)
+        await sb.finished.wait()
+        return try get(id)
+    }
+
+    /// Which live sandboxes a kill selects.
+    enum Selector: Sendable {
+        case instance(String)
+        case labels([String: String])
+        case all
+
+        func matches(_ r: SandboxRecord) -> Bool {
+            switch self {
+            case .instance(let id): r.id == id
+            case .labels(let l): l.allSatisfy { r.labels[$0.key] == $0.value }
+            case .all: true
+            }
+        }
+    }
+
+    /// Stops every matching sandbox, concurrently; returns their ids once all are dead.
+    func kill(_ selector: Selector, reason: String, principal: String) async -> [String] {
+        let targets = live.withLock { $0.values.filter { sb in selector.matches(sb.record.withLock { $0 }) } }
+        emit("control.kill", nil, principal: principal, [
+            ("airlock.kill.scope", .string("\(selector)")), ("airlock.kill.count", .int(Int64(targets.count))), ("airlock.stop_reason", .string(reason)),
+        ], instance: "")
+        await withTaskGroup(of: Void.self) { g in
+            for sb in targets { g.addTask { await self.stop(sb, reason: reason, principal: principal) } }
+        }
+        return targets.map(\.id).sorted()
+    }
+
+    /// After the sandbox ended (asked or not): its gateway, its persistent workspace, its
+    /// workspace area, its record.
+    func finalize(_ sb: LiveSandbox, reasonIfUnasked: String?) async {
+        let end = await sb.service.ended()
+        let reason = sb.stopping.withLock { s -> String in
+            if let s { return s }
+            let r = end.wallClock ? "ttl" : "exited"
+            s = r
+            return r
+        }
+        sb.egress?.stop()
+        var record = sb.record.withLock { $0 }
+        record.state = .stopped
+        record.stopReason = reason
+        record.stoppedAt = Date()
+        if let u = end.usage { record.usage = Self.usageJSON(u) }
+        if record.persist, let area = sb.workspace {
+            do {
+                let sealed = try await seal(area: area, spec: sb.spec, sandbox: sb.id, kind: .workspace, meta: ["labels": record.labels])
+                record.workspaceID = sealed.id
+            } catch {
+                logger.error("the workspace of \(sb.id) could not be sealed: \(error)")
+                emit("control.workspace.seal_failed", record, principal: "airlock", [("airlock.error", .string("\(error)"))])
+            }
+        }
+        sb.workspace?.remove()
+        sb.record.withLock { $0 = record }
+        try? store.updateSandbox(record)
+        live.withLock { _ = $0.removeValue(forKey: sb.id) }
+        emit("control.sandbox.stopped", record, principal: "airlock", [("airlock.stop_reason", .string(reason))])
+        sb.finished.open()
+    }
+
+    static func usageJSON(_ u: CgroupUsage) -> String {
+        var o: [String: Double] = [:]
+        if let c = u.cpuNanos { o["cpu_seconds"] = Double(c) / 1e9 }
+        if let m = u.memoryCurrentBytes { o["memory_bytes"] = Double(m) }
+        if let m = u.memoryPeakBytes { o["memory_peak_bytes"] = Double(m) }
+        if let p = u.pidsCurrent { o["pids"] = Double(p) }
+        return json(o)
+    }
+
+    // MARK: Lifetimes
+
+    /// Checks every sandbox's TTL and idle timeout, until cancelled.
+    public func enforceLifetimes() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: settings.tick)
+            let now = Date()
+            let due: [(LiveSandbox, String)] = live.withLock { all in
+                all.values.compactMap { sb in
+                    let r = sb.record.withLock { $0 }
+                    guard r.state == .running, sb.stopping.withLock({ $0 }) == nil else { return nil }
+                    if now >= r.createdAt.addingTimeInterval(r.ttlSeconds) { return (sb, "ttl") }
+                    if let idle = r.idleTimeoutSeconds, sb.runningExecs.withLock({ $0 }) == 0,
+                        now >= r.lastActivityAt.addingTimeInterval(idle)
+                    {
+                        return (sb, "idle")
+                    }
+                    return nil
+                }
+            }
+            for (sb, reason) in due { Task { await self.stop(sb, reason: reason, principal: "airlock") } }
+        }
+    }
+
+    /// Graceful shutdown: every sandbox is stopped (persistent workspaces sealed).
+    public func shutdown() async {
+        shuttingDown.set()
+        let all = live.withLock { Array($0.values) }
+        await withTaskGroup(of: Void.self) { g in
+            for sb in all {
+                g.addTask {
+                    await self.stop(sb, reason: "daemon_shutdown", principal: "airlock")
+                    await sb.finished.wait()
+                }
+            }
+        }
+    }
+}
+
+/// Runs blocking work (a sandbox launch, a file copy) off Swift's cooperative threads.
+enum Blocking {
+    static func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
+            if !ThreadBox({ c.resume(returning: body()) }).start() { c.resume(returning: body()) }
+        }
+    }
+}

@@ -134,7 +134,7 @@ let package = Package(
         .executableTarget(
             name: "airlock-bench",
             dependencies: [
-                "AirlockCore", "AirlockAudit", "AirlockDLP", "AirlockEgress",
+                "AirlockCore", "AirlockAudit", "AirlockDLP", "AirlockEgress", "AirlockControl",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -46,6 +46,9 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Largest archive the archive API takes or gives (default 256M).")
     var maxArchiveSize: String = "256M"
 
+    @Option(help: "Keep N sandboxes of PROFILE built in advance, so creating one only claims it (PROFILE=N, repeatable; 0 disables). Only profiles without a proxied network are pooled.")
+    var warm: [String] = ["default=2"]
+
     func run() throws {
         // Whoever started us may have blocked these (test runners do); a daemon must hear them.
         var mask = sigset_t()
@@ -60,6 +63,13 @@ struct ServeCommand: ParsableCommand {
         o.tlsKey = tlsKey
         o.insecureHTTP = insecureHTTP
         o.policyFile = policy
+        for w in warm {
+            let kv = w.split(separator: "=", maxSplits: 1)
+            guard kv.count == 2, let n = Int(kv[1]), (0...64).contains(n) else {
+                throw fail(AirlockError(.usage, "--warm takes PROFILE=N with N from 0 to 64, e.g. --warm default=4"))
+            }
+            o.warm[String(kv[0])] = n
+        }
         do {
             o.maxFileBytes = Int(try Units.parseBytes(maxFileSize))
             o.maxArchiveBytes = Int(try Units.parseBytes(maxArchiveSize))

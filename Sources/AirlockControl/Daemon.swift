@@ -29,6 +29,8 @@ public enum Daemon {
         public var environment: [String: String]
         public var maxFileBytes = 64 << 20
         public var maxArchiveBytes = 256 << 20
+        /// Sandboxes kept built per profile (the warm pool).
+        public var warm: [String: Int] = [:]
 
         public init(stateDirectory: String, environment: [String: String]) {
             self.stateDirectory = stateDirectory
@@ -127,7 +129,7 @@ public enum Daemon {
                     onServerRunning: { _ in printError("airlock serve: listening on https://\(listen)") }, logger: logger))
             }
         }
-        services.append(SupervisorService(supervisor: supervisor))
+        services.append(SupervisorService(supervisor: supervisor, warm: o.warm))
         let group = ServiceGroup(
             configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
@@ -170,8 +172,14 @@ public enum Daemon {
 /// The supervisor's part of the group: lifetimes while running, every sandbox stopped on shutdown.
 struct SupervisorService: Service {
     let supervisor: Supervisor
+    let warm: [String: Int]
     func run() async throws {
-        await cancelWhenGracefulShutdown { await supervisor.enforceLifetimes() }
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { g in
+                g.addTask { await supervisor.enforceLifetimes() }
+                g.addTask { await supervisor.keepWarm(warm) }
+            }
+        }
         await supervisor.shutdown()
     }
 }

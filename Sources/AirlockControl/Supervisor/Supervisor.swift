@@ -44,6 +44,7 @@ public final class Supervisor: Sendable {
     private let policyDocument: Mutex<PolicyDocument?>
     let live = Mutex<[String: LiveSandbox]>([:])
     let shuttingDown = Flag()
+    let warm = Mutex<[String: [WarmSandbox]]>([:])
     private let runner: SandboxRunner
 
     public init(settings: DaemonSettings, store: any ControlStore, vault: Vault, audit: any EventSink, policy: PolicyDocument?, logger: Logger) {
@@ -152,6 +153,28 @@ public final class Supervisor: Sendable {
             restoreFrom = r
         }
 
+        // A request with nothing but labels, a TTL, an idle timeout or an exec budget takes a
+        // sandbox the warm pool built for its profile in advance.
+        if req.memory == nil, req.cpus == nil, req.pids == nil, req.disk == nil, req.env.isEmpty, !req.persist,
+            req.workspace == nil, let warm = takeWarm(req.profile)
+        {
+            let now = Date()
+            var record = SandboxRecord(
+                id: warm.id, host: settings.hostname, profile: req.profile, labels: req.labels, state: .running, createdAt: now,
+                ttlSeconds: ttl, idleTimeoutSeconds: req.idleTimeout, maxExecs: req.maxExecs, lastActivityAt: now,
+                spec: Self.json(warm.spec), workspacePath: warm.area?.path, workspaceMounted: warm.area?.mounted ?? false,
+                principal: principal)
+            record.helperPID = warm.service.helperPID
+            record.cgroupDirectories = warm.service.cgroup?.directories ?? []
+            do { try store.insertSandbox(record) } catch {
+                warm.service.stop()
+                throw Problem.internalError("the store refused the new sandbox: \(error)")
+            }
+            return register(
+                LiveSandbox(id: warm.id, service: warm.service, spec: warm.spec, egress: nil, workspace: warm.area, record: record, envAllowed: allowedEnv),
+                principal: principal)
+        }
+
         // The workspace: a tmpfs of the disk budget when root (bounded, and gone with its mount).
         let diskBytes = req.disk ?? base.filesystem.tmpSize
         var area: WorkspaceArea?
@@ -221,15 +244,7 @@ public final class Supervisor: Sendable {
         record.cgroupDirectories = service.cgroup?.directories ?? []
         try? store.updateSandbox(record)
         let sandbox = LiveSandbox(id: id, service: service, spec: spec, egress: egress, workspace: area, record: record, envAllowed: allowedEnv)
-        live.withLock { $0[id] = sandbox }
-        emit("control.sandbox.created", record, principal: principal, [
-            ("airlock.profile", .string(req.profile)), ("airlock.labels", .object(record.labels.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })),
-            ("airlock.ttl_seconds", .double(ttl)),
-        ])
-        Task { [self] in
-            await service.ended()
-            await self.finalize(sandbox, reasonIfUnasked: service.hasEnded ? nil : nil)
-        }
+        _ = register(sandbox, principal: principal)
         if let restoreFrom {
             do { try await restore(restoreFrom, into: sandbox) } catch {
                 await stop(sandbox, reason: "setup_failed", principal: principal)
@@ -237,6 +252,22 @@ public final class Supervisor: Sendable {
             }
         }
         return sandbox.record.withLock { $0 }
+    }
+
+    /// Makes a started sandbox live: listed, supervised, finalized when it ends.
+    func register(_ sandbox: LiveSandbox, principal: String) -> SandboxRecord {
+        let record = sandbox.record.withLock { $0 }
+        live.withLock { $0[sandbox.id] = sandbox }
+        emit("control.sandbox.created", record, principal: principal, [
+            ("airlock.profile", .string(record.profile)),
+            ("airlock.labels", .object(record.labels.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })),
+            ("airlock.ttl_seconds", .double(record.ttlSeconds)),
+        ])
+        Task { [self] in
+            await sandbox.service.ended()
+            await self.finalize(sandbox)
+        }
+        return record
     }
 
     static func json<T: Encodable>(_ v: T) -> String {
@@ -385,7 +416,7 @@ public final class Supervisor: Sendable {
 
     /// After the sandbox ended (asked or not): its gateway, its persistent workspace, its
     /// workspace area, its record.
-    func finalize(_ sb: LiveSandbox, reasonIfUnasked: String?) async {
+    func finalize(_ sb: LiveSandbox) async {
         let end = await sb.service.ended()
         let reason = sb.stopping.withLock { s -> String in
             if let s { return s }
@@ -452,6 +483,7 @@ public final class Supervisor: Sendable {
     /// Graceful shutdown: every sandbox is stopped (persistent workspaces sealed).
     public func shutdown() async {
         shuttingDown.set()
+        await drainWarm()
         let all = live.withLock { Array($0.values) }
         await withTaskGroup(of: Void.self) { g in
             for sb in all {

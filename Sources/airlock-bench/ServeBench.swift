@@ -1,0 +1,145 @@
+// `airlock-bench serve`: the sandbox round trip through the control API — create, exec
+// /bin/true, delete — against a real `airlock serve` on its Unix socket, side by side with
+// `airlock run -- /bin/true` and `bwrap --unshare-all … /bin/true` in the same run.
+//
+//   swift build -c release --product airlock-bench --product airlock --product airlock-sandbox
+//   .build/release/airlock-bench serve [--runs N] [--clients C] [--seconds S]
+//
+// One client: p50 and p99 of each request and of the round trip. Concurrent clients: sandboxes
+// per second (complete round trips) for S seconds. Targets on a 2-core machine: p50 < 10 ms per
+// round trip, >= 100 sandboxes/s.
+import AirlockControl
+import AirlockCore
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    private var failures: [String] = []
+    private var samples: [UInt64] = []
+    func add(_ ns: UInt64) { lock.lock(); n += 1; samples.append(ns); lock.unlock() }
+    func fail(_ s: String) { lock.lock(); if failures.count < 5 { failures.append(s) }; lock.unlock() }
+    var count: Int { lock.lock(); defer { lock.unlock() }; return n }
+    var errors: [String] { lock.lock(); defer { lock.unlock() }; return failures }
+    var all: [UInt64] { lock.lock(); defer { lock.unlock() }; return samples }
+}
+
+/// One create + exec /bin/true + delete; the three durations in ns.
+func roundTrip(_ client: ControlClient) throws -> (UInt64, UInt64, UInt64) {
+    let t0 = now()
+    let c = try client.request("POST", "/v1/sandboxes", body: Array(#"{"profile":"default"}"#.utf8))
+    guard c.status == 201, let id = c.json?["id"] as? String else { throw AirlockError(.system, "create: \(c.status) \(c.text)") }
+    let t1 = now()
+    let e = try client.request("POST", "/v1/sandboxes/\(id)/exec", body: Array(#"{"command":["/bin/true"]}"#.utf8))
+    guard e.status == 200, e.json?["exit_code"] as? Int == 0 else { throw AirlockError(.system, "exec: \(e.status) \(e.text)") }
+    let t2 = now()
+    let d = try client.request("DELETE", "/v1/sandboxes/\(id)")
+    guard d.status == 200 else { throw AirlockError(.system, "delete: \(d.status) \(d.text)") }
+    let t3 = now()
+    return (t1 - t0, t2 - t1, t3 - t2)
+}
+
+func serveBenchmark(runs: Int, clients: Int, seconds: Double) -> Int32 {
+    let dir = selfDirectory()
+    let airlock = dir + "/airlock"
+    guard access(airlock, X_OK) == 0, access(dir + "/airlock-sandbox", X_OK) == 0 else {
+        print("airlock-bench: \(airlock) or airlock-sandbox not found; build them: swift build -c release --product airlock --product airlock-sandbox")
+        return 2
+    }
+    let state = "/var/tmp/airlock-bench-serve-\(getpid())"
+    let socket = state + "/airlock.sock"
+    var pid: pid_t = 0
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    let args: [String] = [airlock, "serve", "--state-dir", state]
+    let argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+    let env: [String] = ["PATH=/usr/bin:/bin", "HOME=/root"]
+    let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
+    guard posix_spawn(&pid, airlock, &actions, nil, argv, envp) == 0 else { print("airlock-bench: cannot start airlock serve"); return 2 }
+    posix_spawn_file_actions_destroy(&actions)
+    defer {
+        kill(pid, SIGTERM)
+        var st: Int32 = 0
+        while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
+        _ = system("rm -rf '\(state)'")
+    }
+    let client = ControlClient(socket: socket)
+    var up = false
+    for _ in 0..<500 {
+        if let r = try? client.request("GET", "/v1/health", timeout: 1), r.status == 200 { up = true; break }
+        usleep(10_000)
+    }
+    guard up else { print("airlock-bench: airlock serve did not come up"); return 2 }
+
+    print("serve benchmark: \(ProcessInfo.processInfo.activeProcessorCount) CPUs; airlock serve on its Unix socket, profile default")
+    print("  (every namespace, cgroup limits, seccomp, Landlock, a tmpfs workspace; one HTTP/1.1 connection per request)")
+    for _ in 0..<10 { _ = try? roundTrip(client) }
+
+    // One client, round trips interleaved with airlock run and bwrap.
+    var create: [UInt64] = [], exec: [UInt64] = [], delete: [UInt64] = [], total: [UInt64] = []
+    var runTimes: [UInt64] = [], bwrapTimes: [UInt64] = []
+    let ws = state + "/run-ws"
+    mkdir(ws, 0o755)
+    let runCmd = Command(name: "airlock run", argv: [airlock, "run", "--no-audit", "--workspace", ws, "--", "/bin/true"])
+    let bwrap = which("bwrap").map { Command(name: "bwrap", argv: [$0, "--unshare-all", "--ro-bind", "/", "/", "/bin/true"]) }
+    for i in 0..<runs {
+        do {
+            let (c, e, d) = try roundTrip(client)
+            create.append(c); exec.append(e); delete.append(d); total.append(c + e + d)
+        } catch { print("  round trip failed: \(error)"); return 1 }
+        if i % 4 == 0 {
+            runTimes.append(timed(runCmd).0)
+            if let bwrap { bwrapTimes.append(timed(bwrap).0) }
+        }
+    }
+    print("\none client: \(runs) round trips (create, exec /bin/true, delete); airlock run and bwrap every 4th")
+    print("  " + pad("", 44) + lpad("p50 ms", 9) + lpad("p99 ms", 9))
+    func row(_ name: String, _ xs: [UInt64]) { print("  " + pad(name, 44) + lpad(fmt(percentile(xs, 0.5)), 9) + lpad(fmt(percentile(xs, 0.99)), 9)) }
+    row("POST /v1/sandboxes (create)", create)
+    row("POST /v1/sandboxes/{id}/exec (/bin/true)", exec)
+    row("DELETE /v1/sandboxes/{id}", delete)
+    row("round trip through the API", total)
+    row("airlock run --no-audit -- /bin/true", runTimes)
+    if bwrap != nil { row("bwrap --unshare-all -- /bin/true", bwrapTimes) }
+    let p50 = percentile(total, 0.5)
+    let bw = percentile(bwrapTimes, 0.5)
+    if bwrap != nil { print("  round trip / bwrap: \(fmt(p50 / bw))x; exec alone / bwrap: \(fmt(percentile(exec, 0.5) / bw))x") }
+    print("  round trip / airlock run: \(fmt(p50 / percentile(runTimes, 0.5)))x")
+
+    // Concurrent clients.
+    let done = Counter()
+    let deadline = now() + UInt64(seconds * 1e9)
+    let started = now()
+    var threads: [Thread] = []
+    for _ in 0..<clients {
+        let t = Thread {
+            while now() < deadline {
+                let t0 = now()
+                do {
+                    _ = try roundTrip(client)
+                    done.add(now() - t0)
+                } catch { done.fail("\(error)") }
+            }
+        }
+        t.stackSize = 1 << 20
+        threads.append(t)
+        t.start()
+    }
+    for t in threads { while !t.isFinished { usleep(5000) } }
+    let elapsed = Double(now() - started) / 1e9
+    let rate = Double(done.count) / elapsed
+    print("\n\(clients) concurrent clients for \(fmt(elapsed, 1)) s: \(done.count) round trips, \(fmt(rate, 1)) sandboxes/s; round trip p50 \(fmt(percentile(done.all, 0.5))) ms, p99 \(fmt(percentile(done.all, 0.99))) ms")
+    for e in done.errors { print("  error: \(e)") }
+
+    print("\ntargets")
+    let ok1 = p50 < 10, ok2 = rate >= 100
+    print("  round trip p50 < 10 ms (one client)      \(lpad(fmt(p50) + " ms", 12))  \(ok1 ? "PASS" : "FAIL")")
+    print("  sandboxes/s >= 100 (\(clients) clients)           \(lpad(fmt(rate, 1), 12))  \(ok2 ? "PASS" : "FAIL")")
+    return done.errors.isEmpty ? 0 : 1
+}

@@ -49,6 +49,9 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Keep N sandboxes of PROFILE built in advance, so creating one only claims it (PROFILE=N, repeatable; 0 disables). Only profiles without a proxied network are pooled.")
     var warm: [String] = ["default=2"]
 
+    @Option(help: "Running sandboxes at most (creates beyond get 429).")
+    var maxSandboxes: Int = 256
+
     func run() throws {
         // Whoever started us may have blocked these (test runners do); a daemon must hear them.
         var mask = sigset_t()
@@ -63,6 +66,7 @@ struct ServeCommand: ParsableCommand {
         o.tlsKey = tlsKey
         o.insecureHTTP = insecureHTTP
         o.policyFile = policy
+        o.maxSandboxes = max(1, maxSandboxes)
         for w in warm {
             let kv = w.split(separator: "=", maxSplits: 1)
             guard kv.count == 2, let n = Int(kv[1]), (0...64).contains(n) else {

@@ -31,6 +31,7 @@ public enum Daemon {
         public var maxArchiveBytes = 256 << 20
         /// Sandboxes kept built per profile (the warm pool).
         public var warm: [String: Int] = [:]
+        public var maxSandboxes = 256
 
         public init(stateDirectory: String, environment: [String: String]) {
             self.stateDirectory = stateDirectory
@@ -85,6 +86,7 @@ public enum Daemon {
         settings.environment["HOME"] = settings.environment["HOME"] ?? "/"
         settings.maxFileBytes = o.maxFileBytes
         settings.maxArchiveBytes = o.maxArchiveBytes
+        settings.maxSandboxes = o.maxSandboxes
         let supervisor = Supervisor(settings: settings, store: store, vault: vault, audit: log, policy: policy, logger: logger)
         let reaped = await supervisor.recover()
         if !reaped.isEmpty { logger.warning("reaped \(reaped.count) sandbox(es) left by an earlier daemon: \(reaped.joined(separator: ", "))") }

@@ -147,7 +147,7 @@ extension ControlSuite {
 
         @Test("bad input is refused with the right status and a message to act on")
         func badInput() throws {
-            let d = try TestDaemon(["--max-file-size", "4K"])
+            let d = try TestDaemon(["--max-file-size", "4K", "--max-sandboxes", "2"])
             defer { d.finish() }
             let unknown = try d.json("POST", "/v1/sandboxes", ["profile": "default", "ttl_seconds": 3])
             #expect(unknown.status == 422 && problemSlug(unknown) == "validation")
@@ -202,6 +202,11 @@ extension ControlSuite {
             // A FIFO is not a file to read (the daemon must not block on it).
             _ = try d.exec(id, ["mkfifo", "pipe"])
             #expect(try d.client().request("GET", "/v1/sandboxes/\(id)/files?path=pipe").status == 403)
+
+            // At most --max-sandboxes run at once.
+            _ = try d.create()
+            let third = try d.json("POST", "/v1/sandboxes", [:])
+            #expect(third.status == 429 && problemSlug(third) == "too-many-requests", "\(third.text)")
         }
 
         @Test("tar archives are unpacked inside a sandbox: hostile members cannot escape")

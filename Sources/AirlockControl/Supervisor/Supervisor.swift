@@ -21,6 +21,8 @@ public struct DaemonSettings: Sendable {
     public var maxArchiveBytes = 256 << 20
     /// How often lifetimes are checked.
     public var tick: Duration = .milliseconds(100)
+    /// Running sandboxes at most; a create beyond is refused with 429.
+    public var maxSandboxes = 256
 
     public init(stateDirectory: String, hostname: String, environment: [String: String]) {
         self.stateDirectory = stateDirectory
@@ -107,6 +109,9 @@ public final class Supervisor: Sendable {
 
     func create(_ req: CreateRequest, principal: String) async throws(Problem) -> SandboxRecord {
         guard !shuttingDown.isSet else { throw Problem.unavailable("the daemon is shutting down; retry against its successor") }
+        guard liveCount < settings.maxSandboxes else {
+            throw Problem.tooMany("\(liveCount) sandboxes are running, the most this daemon allows (--max-sandboxes \(settings.maxSandboxes)); delete some or retry later")
+        }
         let profiles = Policy.profileNames(in: policy).map(\.name)
         guard profiles.contains(req.profile) else {
             throw Problem.validation(

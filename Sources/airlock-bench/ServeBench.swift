@@ -42,14 +42,19 @@ func roundTrip(_ client: ControlClient) throws -> (UInt64, UInt64, UInt64) {
     return (t1 - t0, t2 - t1, t3 - t2)
 }
 
-func serveBenchmark(runs: Int, clients: Int, seconds: Double) -> Int32 {
+func serveBenchmark(runs: Int, clients: Int, seconds: Double, rootless: Bool) -> Int32 {
     let dir = selfDirectory()
     let airlock = dir + "/airlock"
     guard access(airlock, X_OK) == 0, access(dir + "/airlock-sandbox", X_OK) == 0 else {
         print("airlock-bench: \(airlock) or airlock-sandbox not found; build them: swift build -c release --product airlock --product airlock-sandbox")
         return 2
     }
-    let state = "/var/tmp/airlock-bench-serve-\(getpid())"
+    let base = "/var/tmp/airlock-bench-serve-\(getpid())"
+    let state = base + "/state"
+    mkdir(base, 0o755)
+    // Rootless (uid 65534): no cgroups at all, which shows what cgroup v1 task migration
+    // (an RCU grace period per sandbox, serialised host-wide) costs on this host.
+    if rootless { chown(base, 65534, 65534) }
     let socket = state + "/airlock.sock"
     var pid: pid_t = 0
     var actions = posix_spawn_file_actions_t()
@@ -57,17 +62,18 @@ func serveBenchmark(runs: Int, clients: Int, seconds: Double) -> Int32 {
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-    let args: [String] = [airlock, "serve", "--state-dir", state]
+    let setpriv = which("setpriv") ?? "/usr/bin/setpriv"
+    let args: [String] = (rootless ? [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--"] : []) + [airlock, "serve", "--state-dir", state]
     let argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
-    let env: [String] = ["PATH=/usr/bin:/bin", "HOME=/root"]
+    let env: [String] = ["PATH=/usr/bin:/bin", "HOME=" + (rootless ? base : "/root")]
     let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
-    guard posix_spawn(&pid, airlock, &actions, nil, argv, envp) == 0 else { print("airlock-bench: cannot start airlock serve"); return 2 }
+    guard posix_spawn(&pid, args[0], &actions, nil, argv, envp) == 0 else { print("airlock-bench: cannot start airlock serve"); return 2 }
     posix_spawn_file_actions_destroy(&actions)
     defer {
         kill(pid, SIGTERM)
         var st: Int32 = 0
         while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
-        _ = system("rm -rf '\(state)'")
+        _ = system("rm -rf '\(base)'")
     }
     let client = ControlClient(socket: socket)
     var up = false
@@ -77,14 +83,14 @@ func serveBenchmark(runs: Int, clients: Int, seconds: Double) -> Int32 {
     }
     guard up else { print("airlock-bench: airlock serve did not come up"); return 2 }
 
-    print("serve benchmark: \(ProcessInfo.processInfo.activeProcessorCount) CPUs; airlock serve on its Unix socket, profile default")
+    print("serve benchmark: \(ProcessInfo.processInfo.activeProcessorCount) CPUs; airlock serve\(rootless ? " as uid 65534 (rootless: no cgroups)" : "") on its Unix socket, profile default")
     print("  (every namespace, cgroup limits, seccomp, Landlock, a tmpfs workspace; one HTTP/1.1 connection per request)")
     for _ in 0..<10 { _ = try? roundTrip(client) }
 
     // One client, round trips interleaved with airlock run and bwrap.
     var create: [UInt64] = [], exec: [UInt64] = [], delete: [UInt64] = [], total: [UInt64] = []
     var runTimes: [UInt64] = [], bwrapTimes: [UInt64] = []
-    let ws = state + "/run-ws"
+    let ws = base + "/run-ws"
     mkdir(ws, 0o755)
     let runCmd = Command(name: "airlock run", argv: [airlock, "run", "--no-audit", "--workspace", ws, "--", "/bin/true"])
     let bwrap = which("bwrap").map { Command(name: "bwrap", argv: [$0, "--unshare-all", "--ro-bind", "/", "/", "/bin/true"]) }

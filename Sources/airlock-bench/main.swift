@@ -5,7 +5,7 @@
 //   .build/release/airlock-bench audit [--events N]   (see AuditBench.swift)
 //   .build/release/airlock-bench dlp                  (see DLPBench.swift)
 //   .build/release/airlock-bench egress [--requests N] [--size BYTES]   (see EgressBench.swift)
-//   .build/release/airlock-bench serve [--runs N] [--clients C] [--seconds S]   (see ServeBench.swift)
+//   .build/release/airlock-bench serve [--runs N] [--clients C] [--seconds S] [--rootless]   (see ServeBench.swift)
 //
 // `sandbox` runs `airlock run -- /bin/true` (default profile: every namespace, cgroup
 // limits, seccomp, Landlock), `bwrap --unshare-all --ro-bind / / /bin/true` and
@@ -238,11 +238,11 @@ case "serve":
     if let i = args.firstIndex(of: "--clients"), i + 1 < args.count, let n = Int(args[i + 1]), n > 0 { clients = n }
     var seconds = 5.0
     if let i = args.firstIndex(of: "--seconds"), i + 1 < args.count, let n = Double(args[i + 1]), n > 0 { seconds = n }
-    exit(serveBenchmark(runs: args.contains("--runs") ? runs : 100, clients: clients, seconds: seconds))
+    exit(serveBenchmark(runs: args.contains("--runs") ? runs : 100, clients: clients, seconds: seconds, rootless: args.contains("--rootless")))
 case "dlp":
     for line in runDLPBench(iterations: runs * 100) { print(line) }
     exit(0)
 default:
-    print("usage: airlock-bench sandbox [--runs N] | serve [--runs N] [--clients C] [--seconds S] | audit [--events N] | dlp [--runs N] | egress [--requests N] [--size BYTES] | audit-crash-writer DIR")
+    print("usage: airlock-bench sandbox [--runs N] | serve [--runs N] [--clients C] [--seconds S] [--rootless] | audit [--events N] | dlp [--runs N] | egress [--requests N] [--size BYTES] | audit-crash-writer DIR")
     exit(2)
 }

@@ -50,6 +50,9 @@ extension ControlSuite {
             #expect(!cgroupPIDs(a).isEmpty)
             let k1 = try killed(["instance": a], token: op)
             #expect(k1.ids == [a] && k1.seconds < 1.0, "\(k1)")
+            // Every process of the sandbox is dead when the kill returns; its helper (airlock's
+            // own supervisor, in the same cgroup on v1) exits right after.
+            for _ in 0..<50 where !cgroupPIDs(a).isEmpty { usleep(5_000) }
             #expect(cgroupPIDs(a).isEmpty, "no process of the sandbox is left")
             while t.isExecuting { usleep(10_000) }
             #expect(try d.sandbox(a)["stop_reason"] as? String == "killed")

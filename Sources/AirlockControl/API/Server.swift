@@ -259,6 +259,7 @@ public struct ControlAPI: Sendable {
                 case .exit(let o): outcome = o
                 }
             }
+            await run.recorded?.value
             guard let o = outcome else { throw Problem.internalError("the command ended without a status") }
             if let f = o.failure, o.exitCode == nil, o.signal == nil { throw Problem.conflict(f) }
             var r = ControlAPI.exitJSON(o)
@@ -290,6 +291,7 @@ public struct ControlAPI: Sendable {
                             line = ["type": { if case .stdout = e { return "stdout" } else { return "stderr" } }(), "data": t]
                             if b64 { line["encoding"] = "base64" }
                         case .exit(let o):
+                            await run.recorded?.value
                             line = ControlAPI.exitJSON(o)
                             line["type"] = "exit"
                         }
@@ -447,7 +449,7 @@ public struct ControlAPI: Sendable {
         let end = r.stoppedAt ?? now
         let age = end.timeIntervalSince(r.createdAt)
         let expires = r.createdAt.addingTimeInterval(r.ttlSeconds)
-        let spec = try? JSONDecoder().decode(SandboxSpec.self, from: Data(r.spec.utf8))
+        let spec = supervisor.liveSandbox(r.id)?.spec ?? (try? JSONDecoder().decode(SandboxSpec.self, from: Data(r.spec.utf8)))
         let live = r.state != .stopped
         var remaining: [String: Any] = [
             "ttl_seconds": live ? max(0, expires.timeIntervalSince(now)) : 0,

@@ -37,7 +37,7 @@ extension Supervisor {
             throw Problem.conflict("the sandbox \(id) has no cgroup, so its processes cannot be frozen (the daemon runs without cgroup delegation); stop it instead")
         }
         // 1. Freeze: nothing in it runs from here on.
-        do { try cgroup.freeze() } catch { throw Problem.conflict("cannot freeze \(id): \(error.description); stop it instead") }
+        do { try sb.service.freeze() } catch { throw Problem.conflict("cannot freeze \(id): \(error.description); stop it instead") }
         var record = sb.record.withLock { r in
             r.state = .frozen
             r.lastActivityAt = Date()
@@ -100,10 +100,9 @@ extension Supervisor {
         }
     }
 
+    /// RFC 3339 UTC with nanoseconds (a formatter per call would cost more than the request).
     static func timestamp(_ d: Date) -> String {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f.string(from: d)
+        Clock.rfc3339(Int64((d.timeIntervalSince1970 * 1e9).rounded()))
     }
 
     // MARK: Recovery

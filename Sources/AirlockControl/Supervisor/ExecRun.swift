@@ -31,6 +31,13 @@ public final class ExecRun: Sendable {
     public let events: AsyncStream<Event>
     let credits: DispatchSemaphore
     private let onCancel = Mutex<(@Sendable () -> Void)?>(nil)
+    private let recordedTask = Mutex<Task<Void, Never>?>(nil)
+
+    /// The audit record of this exec (awaited before the answer ends).
+    var recorded: Task<Void, Never>? {
+        get { recordedTask.withLock { $0 } }
+        set { recordedTask.withLock { $0 = newValue } }
+    }
 
     /// Kills the command's process group (its client went away).
     public func cancel() { onCancel.withLock { $0 }?() }
@@ -114,7 +121,7 @@ public final class ExecRun: Sendable {
             close(outFD)
             close(errFD)
         }
-        let readerDone = Latch()
+        let readerDone = OneShot()
         let wrapped = ThreadBox {
             reader.runBody()
             readerDone.open()
@@ -166,27 +173,3 @@ final class Flag: Sendable {
     func set() { value.withLock { $0 = true } }
 }
 
-/// Opens once; waiters before and after the opening all get through.
-final class Latch: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-
-    func open() {
-        let waiters = state.withLock { s in
-            s.open = true
-            defer { s.waiters = [] }
-            return s.waiters
-        }
-        waiters.forEach { $0.resume() }
-    }
-
-    func wait() async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let isOpen = state.withLock { s in
-                if s.open { return true }
-                s.waiters.append(c)
-                return false
-            }
-            if isOpen { c.resume() }
-        }
-    }
-}

@@ -74,7 +74,7 @@ public final class Supervisor: Sendable {
         let workspace: WorkspaceArea?
         let record: Mutex<SandboxRecord>
         let stopping = Mutex<String?>(nil)
-        let finished = Latch()
+        let finished = OneShot()
         let runningExecs = Mutex<Int>(0)
         /// The profile's environment allowlist (names an exec may set).
         let envAllowed: Set<String>
@@ -95,14 +95,34 @@ public final class Supervisor: Sendable {
 
     // MARK: Events
 
+    /// Records a control-plane event and returns once it is durable.
     func emit(_ type: String, _ record: SandboxRecord?, principal: String, _ attributes: [(String, JSONValue)] = [], instance: String? = nil) {
+        audit.emit(event(type, record, principal: principal, attributes, instance: instance))
+    }
+
+    /// Records an event without waiting: it is queued (in order) at once, and the returned
+    /// task ends when it is durable. The request paths do their work meanwhile and await it
+    /// before they answer, so an answer never precedes its record.
+    func recording(_ type: String, _ record: SandboxRecord?, principal: String, _ attributes: [(String, JSONValue)] = []) -> Task<Void, Never> {
+        let e = event(type, record, principal: principal, attributes, instance: nil)
+        guard let log = audit as? AuditLog else {
+            audit.emit(e)
+            return Task {}
+        }
+        let logger = self.logger
+        return Task {
+            do { _ = try await log.append(e) } catch { logger.error("the audit log could not record \(type): \(error)") }
+        }
+    }
+
+    private func event(_ type: String, _ record: SandboxRecord?, principal: String, _ attributes: [(String, JSONValue)], instance: String?) -> AuditEvent {
         var identity = Identity(instance: instance ?? record?.id ?? "", principal: principal)
         if let l = record?.labels {
             identity.session = l["session"]
             identity.workflow = l["workflow"]
             identity.agent = l["agent"]
         }
-        audit.emit(AuditEvent(type: type, identity: identity, attributes: [("airlock.principal", .string(principal))] + attributes))
+        return AuditEvent(type: type, identity: identity, attributes: [("airlock.principal", .string(principal))] + attributes)
     }
 
     // MARK: Create
@@ -175,7 +195,7 @@ public final class Supervisor: Sendable {
                 warm.service.stop()
                 throw Problem.internalError("the store refused the new sandbox: \(error)")
             }
-            return register(
+            return await register(
                 LiveSandbox(id: warm.id, service: warm.service, spec: warm.spec, egress: nil, workspace: warm.area, record: record, envAllowed: allowedEnv),
                 principal: principal)
         }
@@ -249,7 +269,7 @@ public final class Supervisor: Sendable {
         record.cgroupDirectories = service.cgroup?.directories ?? []
         try? store.updateSandbox(record)
         let sandbox = LiveSandbox(id: id, service: service, spec: spec, egress: egress, workspace: area, record: record, envAllowed: allowedEnv)
-        _ = register(sandbox, principal: principal)
+        _ = await register(sandbox, principal: principal)
         if let restoreFrom {
             do { try await restore(restoreFrom, into: sandbox) } catch {
                 await stop(sandbox, reason: "setup_failed", principal: principal)
@@ -260,10 +280,10 @@ public final class Supervisor: Sendable {
     }
 
     /// Makes a started sandbox live: listed, supervised, finalized when it ends.
-    func register(_ sandbox: LiveSandbox, principal: String) -> SandboxRecord {
+    func register(_ sandbox: LiveSandbox, principal: String) async -> SandboxRecord {
         let record = sandbox.record.withLock { $0 }
         live.withLock { $0[sandbox.id] = sandbox }
-        emit("control.sandbox.created", record, principal: principal, [
+        let recorded = recording("control.sandbox.created", record, principal: principal, [
             ("airlock.profile", .string(record.profile)),
             ("airlock.labels", .object(record.labels.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })),
             ("airlock.ttl_seconds", .double(record.ttlSeconds)),
@@ -272,6 +292,7 @@ public final class Supervisor: Sendable {
             await sandbox.service.ended()
             await self.finalize(sandbox)
         }
+        await recorded.value
         return record
     }
 
@@ -329,14 +350,14 @@ public final class Supervisor: Sendable {
             throw error
         }
         try? store.updateSandbox(sb.record.withLock { $0 })
-        emit("control.exec", record, principal: principal, [
+        run.recorded = recording("control.exec", record, principal: principal, [
             ("process.command_args", .array(p.command.map { .string($0) })), ("airlock.exec.timeout_seconds", .double(timeout)),
         ])
         return run
     }
 
     func notRunning(_ id: String) -> Problem {
-        if let r = try? store.sandbox(id: id) {
+        if let r = liveSandbox(id)?.record.withLock({ $0 }) ?? (try? store.sandbox(id: id)) {
             return Problem.conflict("the sandbox \(id) is \(r.state.rawValue)\(r.stopReason.map { " (\($0))" } ?? ""); create a new one")
         }
         return Problem.notFound("there is no sandbox \(id) (see GET /v1/sandboxes)")
@@ -374,12 +395,19 @@ public final class Supervisor: Sendable {
             s = reason
             return true
         }
-        if first {
-            let r = sb.record.withLock { $0 }
-            emit("control.sandbox.stop", r, principal: principal, [("airlock.stop_reason", .string(reason))])
-        }
+        let recorded = first ? recording("control.sandbox.stop", sb.record.withLock { $0 }, principal: principal, [("airlock.stop_reason", .string(reason))]) : nil
         sb.service.stop()
-        await sb.service.ended()
+        // Every process is dead once PID 1 is reaped; the teardown (cgroups, workspace, the
+        // record's final usage) finishes in `finalize`, which shutdown waits for.
+        await sb.service.processesEnded()
+        sb.record.withLock { r in
+            if r.state != .stopped {
+                r.state = .stopped
+                r.stopReason = sb.stopping.withLock { $0 } ?? reason
+                r.stoppedAt = Date()
+            }
+        }
+        await recorded?.value
     }
 
     func stop(id: String, reason: String, principal: String) async throws(Problem) -> SandboxRecord {
@@ -388,8 +416,9 @@ public final class Supervisor: Sendable {
             return r
         }
         await stop(sb, reason: reason, principal: principal)
-        await sb.finished.wait()
-        return try get(id)
+        // A persistent workspace is sealed before the answer, which names it.
+        if sb.record.withLock({ $0.persist }) { await sb.finished.wait() }
+        return sb.record.withLock { $0 }
     }
 
     /// Which live sandboxes a kill selects.
@@ -433,7 +462,7 @@ public final class Supervisor: Sendable {
         var record = sb.record.withLock { $0 }
         record.state = .stopped
         record.stopReason = reason
-        record.stoppedAt = Date()
+        record.stoppedAt = record.stoppedAt ?? Date()
         if let u = end.usage { record.usage = Self.usageJSON(u) }
         if record.persist, let area = sb.workspace {
             do {

@@ -5,6 +5,7 @@ import AirlockAudit
 import AirlockCore
 import CAirlockShim
 import Logging
+import Synchronization
 
 /// How a sandboxed command ended.
 public enum ExitStatus: Equatable, Sendable {
@@ -163,6 +164,16 @@ public struct SandboxRunner: Sendable {
         }
     }
 
+    /// The BPF programs, compiled once per profile (a daemon builds many sandboxes).
+    private static let seccompCache = Mutex<[SyscallProfile: [UInt8]]>([:])
+
+    static func compiledSeccomp(_ profile: SyscallProfile) throws(AirlockError) -> [UInt8] {
+        if let cached = seccompCache.withLock({ $0[profile] }) { return cached }
+        let program = try SeccompCompiler.compile(profile: profile, arch: .native)
+        seccompCache.withLock { $0[profile] = program }
+        return program
+    }
+
     /// What `prepare` built: the helper's plan and the pieces supervision needs.
     struct Prepared {
         var helper: String
@@ -235,7 +246,7 @@ public struct SandboxRunner: Sendable {
             }
         }
         marks.append(("placeholders", Timing.now()))
-        let seccomp = try SeccompCompiler.compile(profile: spec.syscalls, arch: .native)
+        let seccomp = try Self.compiledSeccomp(spec.syscalls)
         marks.append(("seccomp", Timing.now()))
         var builder = PlanBuilder(host: .live, seccomp: seccomp, cgroupProcs: [])
         builder.cleanupDirectories = cleanup

@@ -30,6 +30,8 @@ public final class ServiceSandbox: Sendable {
 
     private let control: Int32
     private let state: Mutex<State>
+    /// Opened once PID 1 is reaped: the kernel has then killed every process of the sandbox.
+    private let pid1Reaped = OneShot()
     private let sink: any EventSink
 
     struct State {
@@ -38,6 +40,7 @@ public final class ServiceSandbox: Sendable {
         var ended: SandboxEnd?
         var endWaiters: [CheckedContinuation<SandboxEnd, Never>] = []
         var controlClosed = false
+        var frozen = false
     }
 
     final class ExecSlot: Sendable {
@@ -259,10 +262,32 @@ public final class ServiceSandbox: Sendable {
     /// frozen sandbox dies too), then PID 1 sees its control socket close. Returns at once;
     /// ``ended()`` waits for the teardown.
     public func stop() {
-        _ = cgroup?.killAll()
-        closeControl()
+        // SIGKILL to PID 1 takes its whole PID namespace down (nothing of the sandbox lives
+        // outside it). A frozen sandbox cannot die until thawed: its cgroup is killed instead
+        // (freeze, kill, thaw, until empty).
+        if state.withLock({ $0.frozen }) { _ = cgroup?.killAll() }
         kill(initPID, SIGKILL)
+        closeControl()
     }
+
+    /// Freezes every process of the sandbox (cgroup freezer); they stay stopped until
+    /// ``thaw()`` or ``stop()``.
+    public func freeze() throws(AirlockError) {
+        guard let cgroup else {
+            throw AirlockError(.system, "the sandbox has no cgroup (no delegation), so it cannot be frozen")
+        }
+        state.withLock { $0.frozen = true }
+        try cgroup.freeze()
+    }
+
+    public func thaw() throws(AirlockError) {
+        try cgroup?.thaw()
+        state.withLock { $0.frozen = false }
+    }
+
+    /// Waits until no process of the sandbox is left (PID 1 reaped: its namespace went with it);
+    /// the teardown may still be running.
+    public func processesEnded() async { await pid1Reaped.wait() }
 
     /// Waits until the sandbox is gone and torn down.
     @discardableResult
@@ -309,7 +334,10 @@ public final class ServiceSandbox: Sendable {
         func run() {
             var buf = [UInt8](repeating: 0, count: 64)
             var controlOpen = true
-            process.supervise(extra: sandbox.control, { line in self.session.consume(line) }, onExtra: {
+            process.supervise(extra: sandbox.control, { line in
+                self.session.consume(line)
+                if line.hasPrefix("pid1-exit") || line.hasPrefix("pid1-signal") { self.sandbox.pid1Reaped.open() }
+            }, onExtra: {
                 // The control socket is readable: replies from PID 1.
                 guard controlOpen else { return false }
                 let n = buf.withUnsafeMutableBytes { recv(self.sandbox.control, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
@@ -373,6 +401,7 @@ public final class ServiceSandbox: Sendable {
     }
 
     fileprivate func finish(_ end: SandboxEnd) {
+        pid1Reaped.open()
         let (waiters, execs): ([CheckedContinuation<SandboxEnd, Never>], [ExecSlot]) = state.withLock { s in
             s.ended = end
             defer { s.endWaiters = []; s.execs = [:] }
@@ -389,6 +418,35 @@ public final class ServiceSandbox: Sendable {
             ends.forEach { $0.resume(returning: .exited(.signaled(SIGKILL))) }
         }
         waiters.forEach { $0.resume(returning: end) }
+    }
+}
+
+/// Opens once; waiters before and after the opening all get through.
+public final class OneShot: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    public init() {}
+
+    public func open() {
+        let waiters = state.withLock { s in
+            s.open = true
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    public var isOpen: Bool { state.withLock { $0.open } }
+
+    public func wait() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let isOpen = state.withLock { s in
+                if s.open { return true }
+                s.waiters.append(c)
+                return false
+            }
+            if isOpen { c.resume() }
+        }
     }
 }
 

@@ -55,6 +55,27 @@ static void write_id_maps(pid_t pid, const struct al_record *map) {
     if (al_write_file(path, line) < 0) al_fail("idmap", errno, "cannot write gid map '%llu %llu 1'", (unsigned long long)in_gid, (unsigned long long)out_gid);
 }
 
+/* A frozen cgroup holds SIGKILLed tasks until it is thawed: v1 freezer.state next to each
+ * joined cgroup.procs, v2 cgroup.freeze in the cgroup directory. Errors are ignored (the
+ * group may have no freezer, or not be frozen). */
+static void thaw_cgroups(const struct al_plan *plan) {
+    for (size_t i = 0; i < plan->count; i++) {
+        const struct al_record *r = &plan->records[i];
+        if (r->tag != AL_CGROUP_JOIN && r->tag != AL_CGROUP_DIR) continue;
+        char *p = al_field_str(r, 0);
+        if (!p) continue;
+        char path[4096];
+        if (r->tag == AL_CGROUP_JOIN) {
+            char *slash = strrchr(p, '/');
+            if (slash) *slash = 0;
+            if ((size_t)snprintf(path, sizeof(path), "%s/freezer.state", p) < sizeof(path)) (void)al_write_file(path, "THAWED");
+        } else if ((size_t)snprintf(path, sizeof(path), "%s/cgroup.freeze", p) < sizeof(path)) {
+            (void)al_write_file(path, "0");
+        }
+        free(p);
+    }
+}
+
 /* airlock died mid-run, so nobody else will tidy up: leave the v1 cgroups (a task
  * keeps its cgroup busy) and remove the cgroup directories the plan lists, newest
  * first; if no other run holds the workspace, remove the placeholders, through the
@@ -102,10 +123,14 @@ int al_helper_main(int argc, char **argv) {
         fprintf(stderr, "airlock-sandbox is started by airlock; it is not meant to be run by hand\n");
         return 2;
     }
-    /* Nothing but fds 0-6 survives an exec (and 6 only as the workspace lock, below). */
-    if (syscall(SYS_close_range, 7u, ~0u, CLOSE_RANGE_CLOEXEC) < 0) {
-        for (int fd = 7; fd < 1024; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    /* Nothing but fds 0-7 may reach PID 1: it is cloned, not exec'ed, so close-on-exec is
+     * not enough. Whatever else the caller leaked (a daemon's listening sockets) is closed
+     * here, before anything else runs. fd 7 is the control socket of a long-lived sandbox;
+     * the plan says below whether it is one, and closes it otherwise. */
+    if (syscall(SYS_close_range, 8u, ~0u, 0) < 0) {
+        for (int fd = 8; fd < 65536; fd++) close(fd);
     }
+    fcntl(AL_CONTROL_FD, F_SETFD, FD_CLOEXEC);
     fcntl(AL_STATUS_FD, F_SETFD, FD_CLOEXEC);
     fcntl(AL_LIFELINE_FD, F_SETFD, FD_CLOEXEC);
 
@@ -137,6 +162,7 @@ int al_helper_main(int argc, char **argv) {
         else if (r->tag == AL_ID_MAP) idmap = r;
     }
     if (!idmap || !(ns_flags & CLONE_NEWUSER)) al_fail("plan", EINVAL, "plan has no user namespace or id map");
+    if (!service) close(AL_CONTROL_FD); /* whatever it is, it is not ours to pass on */
     if (service) {
         /* PID 1 inherits the control socket through clone (it stays close-on-exec). */
         int type = 0;
@@ -249,7 +275,9 @@ int al_helper_main(int argc, char **argv) {
         int n = poll(fds, 2, timeout);
         if (n < 0 && errno != EINTR) { kill(pid, SIGKILL); al_fail("supervise", errno, "poll"); }
         if (n > 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-            /* The airlock process is gone: nobody supervises this sandbox any more. */
+            /* The airlock process is gone: nobody supervises this sandbox any more. A frozen
+             * sandbox (contained) cannot die until it is thawed, so thaw it first. */
+            thaw_cgroups(&plan);
             kill(pid, SIGKILL);
             close(lifeline);
             lifeline = -1;

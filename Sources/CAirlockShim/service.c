@@ -17,7 +17,8 @@
  *     SIGNAL id, arg = signal number: sent to the exec's process group
  *   PID 1 -> daemon
  *     STARTED id, value = pid in the sandbox
- *     FAILED  id, value = errno of the failed execve/chdir (EXITED follows)
+ *     FAILED  id, value = errno of the failed execve, or -errno of a failed chdir to
+ *             the working directory (EXITED follows)
  *     EXITED  id, value = wait status
  *     REFUSED id, value = errno: the request was malformed (EINVAL) or too many
  *             execs run already (EAGAIN); nothing was started
@@ -122,7 +123,7 @@ static void start_exec(int ctl, uint32_t id, uint8_t *payload, size_t len, const
             }
         }
         if (cwd && chdir(cwd) < 0) {
-            int e = errno;
+            int e = -errno; /* negative: the working directory, not the command, failed */
             (void)!write(exec_pipe[1], &e, sizeof(e));
             _exit(126);
         }

@@ -112,7 +112,7 @@ extension ControlSuite {
             let policy = try d.client(token: op).request("PUT", "/v1/policy", body: Array("profiles: {}\n".utf8), contentType: "application/yaml")
             #expect(policy.status == 403)
             // admin: tokens (shown once, stored hashed), revocation.
-            let created = try d.json("POST", "/v1/tokens", ["role": "viewer", "ttl": "1h", "name": "ci"], token: admin)
+            let created = try d.json("POST", "/v1/tokens", ["role": "viewer", "ttl": "1d", "name": "ci"], token: admin)
             #expect(created.status == 201)
             let fresh = created.json?["token"] as? String ?? ""
             let freshID = created.json?["id"] as? String ?? ""
@@ -156,6 +156,13 @@ extension ControlSuite {
             #expect(nested.status == 422 && detail(nested).contains("limits.memroy"))
             let notJSON = try d.client().request("POST", "/v1/sandboxes", body: Array("{nope".utf8))
             #expect(notJSON.status == 400 && problemSlug(notJSON) == "bad-request")
+            #expect(!detail(notJSON).contains("NSCocoaErrorDomain") && !detail(notJSON).contains("Error Domain"), "no internals in problems")
+            let before = try d.json("GET", "/v1/sandboxes").json?["sandboxes"] as? [Any] ?? []
+            let impossible = try d.json("POST", "/v1/sandboxes", ["limits": ["memory": "1K"]])
+            #expect(impossible.status >= 400)
+            let after = try d.json("GET", "/v1/sandboxes").json?["sandboxes"] as? [Any] ?? []
+            #expect(after.count == before.count, "a failed create leaves no sandbox record")
+            #expect(try d.json("POST", "/v1/sandboxes", ["limits": ["pids": 1]]).status == 422)
             #expect(notJSON.headers["content-type"] == "application/problem+json")
             let profile = try d.json("POST", "/v1/sandboxes", ["profile": "nope"])
             #expect(profile.status == 422 && detail(profile).contains("untrusted"))
@@ -199,9 +206,17 @@ extension ControlSuite {
             // A symlink inside the workspace that stays inside is fine.
             _ = try d.client().request("PUT", "/v1/sandboxes/\(id)/files?path=real.txt", body: Array("inside".utf8), contentType: "application/octet-stream")
             #expect(try d.client().request("GET", "/v1/sandboxes/\(id)/files?path=d/parent/real.txt").text == "inside")
-            // A FIFO is not a file to read (the daemon must not block on it).
+            // A FIFO is not a file to read or write (the daemon must not block on it).
             _ = try d.exec(id, ["mkfifo", "pipe"])
             #expect(try d.client().request("GET", "/v1/sandboxes/\(id)/files?path=pipe").status == 403)
+            #expect(try d.client().request("PUT", "/v1/sandboxes/\(id)/files?path=pipe", body: [1], contentType: "application/octet-stream").status == 403)
+            // An archive is never unpacked through a symlink that leaves the workspace.
+            let viaLink = try d.client().request("PUT", "/v1/sandboxes/\(id)/archive?path=etc-link", body: [UInt8](repeating: 0, count: 1024), contentType: "application/x-tar")
+            #expect(viaLink.status == 403, "\(viaLink.text)")
+            #expect(try d.client().request("GET", "/v1/sandboxes/\(id)/archive?path=no-such-dir").status == 404)
+            // A missing working directory is named as such, not as a missing command.
+            let cwd = try d.exec(id, ["/bin/pwd"], extra: ["cwd": "/nonexistent"])
+            #expect(cwd["exit_code"] as? Int == 126 && string(cwd["stderr"]).contains("working directory"), "\(cwd)")
 
             // At most --max-sandboxes run at once.
             _ = try d.create()
@@ -269,6 +284,13 @@ extension ControlSuite {
             let out = r["stdout"] as? String ?? ""
             #expect(!out.contains("SOCKET-VISIBLE") && !out.contains("CONNECTED-UNIX"), "\(out)")
             #expect(!out.contains("airlock.sock"), "\(out)")
+            // No process of the sandbox (its helper, its PID 1) holds any of the daemon's sockets.
+            let daemonSockets = socketInodes(d.process?.processIdentifier ?? 0)
+            #expect(!daemonSockets.isEmpty)
+            for pid in sandboxProcesses() {
+                let shared = socketInodes(pid).intersection(daemonSockets)
+                #expect(shared.isEmpty, "process \(pid) of a sandbox holds the daemon's sockets \(shared)")
+            }
             // The daemon's TCP listener on the host's loopback: the sandbox has its own loopback.
             let port = d.arguments[1].split(separator: ":").last.map(String.init) ?? "0"
             let tcp = try d.exec(id, ["python3", "-c", "import socket\ntry:\n socket.create_connection(('127.0.0.1', \(port)), 2); print('CONNECTED')\nexcept Exception as e: print(type(e).__name__)"])
@@ -307,5 +329,22 @@ extension TestDaemon {
         let data = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         return [UInt8](data)
+    }
+}
+
+/// The socket inodes a process holds open.
+func socketInodes(_ pid: Int32) -> Set<String> {
+    let dir = "/proc/\(pid)/fd"
+    var out: Set<String> = []
+    for fd in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+        if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: dir + "/" + fd), target.hasPrefix("socket:") { out.insert(target) }
+    }
+    return out
+}
+
+/// Every running airlock-sandbox process (helpers and the PID 1s they clone).
+func sandboxProcesses() -> [Int32] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init).filter { pid in
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe"))?.hasSuffix("/airlock-sandbox") == true
     }
 }

@@ -85,7 +85,7 @@ final class TestDaemon: @unchecked Sendable {
         let after = HostSnapshot.take()
         #expect(after.mounts == before.mounts, "mount table changed", sourceLocation: sourceLocation)
         let newGroups = Set(after.airlockCgroups).subtracting(before.airlockCgroups)
-        #expect(newGroups.isEmpty, "cgroups left behind: \(newGroups)", sourceLocation: sourceLocation)
+        #expect(newGroups.isEmpty, "cgroups left behind: \(newGroups); daemon log: \(log.suffix(3000))", sourceLocation: sourceLocation)
         #expect(after.sandboxProcesses.isEmpty, "sandbox processes left: \(after.sandboxProcesses)", sourceLocation: sourceLocation)
         let newTmp = after.tmpEntries.subtracting(before.tmpEntries).filter { !$0.hasPrefix("TemporaryDirectory.") && !$0.hasPrefix("airlock-cgroup-test-") }
         #expect(newTmp.isEmpty, "new entries in /tmp: \(newTmp)", sourceLocation: sourceLocation)

@@ -115,7 +115,10 @@ extension ControlSuite {
             let snapshot = r.json?["snapshot"] as? [String: Any] ?? [:]
             #expect(sandbox["state"] as? String == "frozen")
             let procs = snapshot["processes"] as? [[String: Any]] ?? []
-            #expect(procs.contains { ($0["command"] as? [String])?.first == "sleep" }, "\(procs)")
+            #expect(procs.contains { ($0["command"] as? [String])?.first == "sleep" && $0["state"] as? String == "S" }, "\(procs)")
+            // The exec that was running is answered at once, not when the sandbox is deleted.
+            for _ in 0..<300 where t.isExecuting { usleep(10_000) }
+            #expect(!t.isExecuting, "a running exec still waits after containment")
             let freezer = (try? String(contentsOfFile: "/sys/fs/cgroup/freezer/airlock/airlock-\(id)/freezer.state", encoding: .utf8)) ?? ""
             #expect(freezer.hasPrefix("FROZEN"), "cgroup freezer: \(freezer)")
             // Frozen: nothing runs, nothing more is accepted.
@@ -194,16 +197,20 @@ extension ControlSuite {
             let d = try TestDaemon()
             defer { d.finish() }
             let a = try d.create(["labels": ["workflow": "crash"]])
+            let contained = try d.create()
+            _ = startSleeper(d, contained)
+            #expect(try d.json("POST", "/v1/sandboxes/\(contained)/contain", ["reason": "before the crash"]).status == 200)
             let persisted = try d.create(["persist": true])
             _ = try d.exec(persisted, ["sh", "-c", "echo survived > keep.txt"])
             _ = startSleeper(d, a)
             #expect(!cgroupPIDs(a).isEmpty)
             d.crash()
             // The helpers take their sandboxes down with the lifeline.
-            for _ in 0..<100 where !cgroupPIDs(a).isEmpty { usleep(20_000) }
+            for _ in 0..<100 where !cgroupPIDs(a).isEmpty || !cgroupPIDs(contained).isEmpty { usleep(20_000) }
             #expect(cgroupPIDs(a).isEmpty, "processes of \(a) outlived the daemon")
+            #expect(cgroupPIDs(contained).isEmpty, "the frozen sandbox \(contained) outlived the daemon")
             try d.start()
-            for id in [a, persisted] {
+            for id in [a, contained, persisted] {
                 let s = try d.sandbox(id)
                 #expect(s["state"] as? String == "stopped" && s["stop_reason"] as? String == "daemon_restart", "\(s)")
             }

@@ -15,6 +15,8 @@ public protocol ControlStore: Sendable {
 
     func insertSandbox(_ sandbox: SandboxRecord) throws
     func updateSandbox(_ sandbox: SandboxRecord) throws
+    /// Removes the record of a sandbox that never came to be (its creation failed).
+    func deleteSandbox(id: String) throws
     func sandbox(id: String) throws -> SandboxRecord?
     /// Every sandbox of `host` (all hosts when nil), newest first.
     func sandboxes(host: String?) throws -> [SandboxRecord]

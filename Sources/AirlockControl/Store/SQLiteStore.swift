@@ -91,6 +91,7 @@ public final class SQLiteStore: ControlStore {
 
     public func insertSandbox(_ sandbox: SandboxRecord) throws { try pool.write { try sandbox.insert($0) } }
     public func updateSandbox(_ sandbox: SandboxRecord) throws { try pool.write { try sandbox.update($0) } }
+    public func deleteSandbox(id: String) throws { _ = try pool.write { try SandboxRecord.deleteOne($0, key: id) } }
     public func sandbox(id: String) throws -> SandboxRecord? { try pool.read { try SandboxRecord.fetchOne($0, key: id) } }
     public func sandboxes(host: String?) throws -> [SandboxRecord] {
         try pool.read { db in

@@ -20,8 +20,9 @@ struct ProcessEntry: Sendable {
     static func read(_ hostPID: Int32) -> ProcessEntry {
         let cmdline = FileManager.default.contents(atPath: "/proc/\(hostPID)/cmdline").map { [UInt8]($0) } ?? []
         let args = cmdline.split(separator: 0, omittingEmptySubsequences: false).dropLast(cmdline.last == 0 ? 1 : 0).map { String(decoding: $0, as: UTF8.self) }
-        let status = FileManager.default.contents(atPath: "/proc/\(hostPID)/status").map { String(decoding: $0, as: UTF8.self) } ?? ""
-        let state = status.split(separator: "\n").first { $0.hasPrefix("State:") }.map { $0.dropFirst(6).trimmingCharacters(in: .whitespaces) } ?? "?"
+        // The state letter of /proc/PID/stat (R, S, D, Z, T, …): the field after the command's ')'.
+        let stat = FileManager.default.contents(atPath: "/proc/\(hostPID)/stat").map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let state = stat.lastIndex(of: ")").map { String(stat[stat.index(after: $0)...].trimmingCharacters(in: .whitespaces).prefix(1)) } ?? "?"
         return ProcessEntry(hostPID: hostPID, pid: CgroupProbe.namespacePID(of: hostPID), command: args, state: state)
     }
 }
@@ -36,8 +37,12 @@ extension Supervisor {
         guard let cgroup = sb.service.cgroup else {
             throw Problem.conflict("the sandbox \(id) has no cgroup, so its processes cannot be frozen (the daemon runs without cgroup delegation); stop it instead")
         }
+        // What ran in it, read while it still ran (a frozen process reads as D, whatever it did).
+        let running = Dictionary(cgroup.processes().map { ($0, ProcessEntry.read($0)) }, uniquingKeysWith: { a, _ in a })
         // 1. Freeze: nothing in it runs from here on.
         do { try sb.service.freeze() } catch { throw Problem.conflict("cannot freeze \(id): \(error.description); stop it instead") }
+        // Its execs cannot end while it is frozen: their callers are answered now.
+        sb.service.abandonExecs("the sandbox was contained while the command ran")
         var record = sb.record.withLock { r in
             r.state = .frozen
             r.lastActivityAt = Date()
@@ -45,7 +50,7 @@ extension Supervisor {
         }
         try? store.updateSandbox(record)
         // 2. What ran in it.
-        let processes = cgroup.processes().sorted().map(ProcessEntry.read)
+        let processes = cgroup.processes().sorted().map { running[$0] ?? ProcessEntry.read($0) }
         // 3. Revoke: its egress gateway (and with it every credential it could have had injected).
         var revoked: [String] = []
         var links: [[String: Any]] = []

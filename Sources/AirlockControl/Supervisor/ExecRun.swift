@@ -154,7 +154,9 @@ public final class ExecRun: Sendable {
             }
             if case .failed(let e) = start {
                 let path = request.command[0]
-                let text = e == ENOENT ? "\(path): command not found in the sandbox\n" : "\(path): cannot execute (\(errnoDescription(e)))\n"
+                let text =
+                    e < 0 ? "cannot change to the working directory \(request.workingDirectory) (\(errnoDescription(-e)))\n"
+                    : e == ENOENT ? "\(path): command not found in the sandbox\n" : "\(path): cannot execute (\(errnoDescription(e)))\n"
                 run.credits.wait()
                 run.yield(.stderr(Array(("airlock: " + text).utf8)))
             }

@@ -11,7 +11,9 @@ struct JSONBody {
     init(_ bytes: [UInt8], allowed: Set<String>, context: String = "") throws(Problem) {
         let value: Any
         do { value = try JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]) } catch {
-            throw Problem.badRequest("the request body is not valid JSON (\(Self.describe(error))); send a JSON object with Content-Type: application/json")
+            throw Problem.badRequest(
+                bytes.isEmpty ? "the request body is empty; send a JSON object with Content-Type: application/json"
+                    : "the request body is not valid JSON; send a JSON object with Content-Type: application/json")
         }
         guard let object = value as? [String: Any] else {
             throw Problem.badRequest("the request body must be a JSON object")
@@ -29,11 +31,6 @@ struct JSONBody {
         }
         self.object = object
         self.context = context
-    }
-
-    private static func describe(_ error: Error) -> String {
-        let text = "\(error)"
-        return text.count > 200 ? String(text.prefix(200)) + "…" : text
     }
 
     func name(_ key: String) -> String { context.isEmpty ? key : "\(context).\(key)" }
@@ -104,8 +101,15 @@ struct JSONBody {
         }
         guard let s = object[key] as? String else { throw Problem.field(name(key), "must be a duration such as \"90s\", \"5m\", \"2h\" or a number of seconds") }
         do {
-            let d = try Units.parseDuration(s)
-            let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+            let seconds: Double
+            if s.hasSuffix("d"), let days = Double(s.dropLast()), days.isFinite, !s.dropLast().isEmpty,
+                s.dropLast().allSatisfy({ $0.isNumber || $0 == "." })
+            {
+                seconds = days * 86400
+            } else {
+                let d = try Units.parseDuration(s)
+                seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+            }
             guard seconds > 0, seconds <= 365 * 86400 else { throw Problem.field(name(key), "must be more than 0 and at most 365 days") }
             return seconds
         } catch let p as Problem {
@@ -181,7 +185,8 @@ struct CreateRequest {
                 guard c > 0, c <= 1024 else { throw Problem.field("limits.cpus", "must be more than 0") }
                 cpus = c
             }
-            pids = try l.integer("pids", range: 1...4_194_304)
+            // Below 16 the sandbox cannot even start its own setup processes.
+            pids = try l.integer("pids", range: 16...4_194_304)
             disk = try l.bytes("disk")
         }
         env = try b.map("env") ?? [:]

@@ -259,10 +259,9 @@ public final class Supervisor: Sendable {
         case .failure(let error):
             egress?.stop()
             area?.remove()
-            record.state = .stopped
-            record.stopReason = "setup_failed"
-            record.stoppedAt = Date()
-            try? store.updateSandbox(record)
+            // The caller never got this sandbox: no record of it stays (the failure is audited).
+            try? store.deleteSandbox(id: id)
+            emit("control.sandbox.create_failed", record, principal: principal, [("airlock.error", .string(error.description))])
             throw Problem.from(error)
         }
         record.helperPID = service.helperPID
@@ -452,6 +451,7 @@ public final class Supervisor: Sendable {
     /// workspace area, its record.
     func finalize(_ sb: LiveSandbox) async {
         let end = await sb.service.ended()
+        for w in end.warnings { logger.warning("\(sb.id): \(w)") }
         let reason = sb.stopping.withLock { s -> String in
             if let s { return s }
             let r = end.wallClock ? "ttl" : "exited"

@@ -64,6 +64,9 @@ enum WorkspacePath {
         let parts = p.split(separator: "/", omittingEmptySubsequences: false)
         if parts.contains("..") { throw Problem.badRequest("\(field) '\(p)' contains '..'; paths must stay inside /workspace") }
         let clean = parts.filter { !$0.isEmpty && $0 != "." }
+        if let long = clean.first(where: { $0.utf8.count > 255 }) {
+            throw Problem.badRequest("\(field): the name '\(long.prefix(32))…' is longer than 255 bytes")
+        }
         if clean.isEmpty {
             if allowRoot { return "." }
             throw Problem.badRequest("\(field) '\(p)' names the workspace itself, not a file in it")
@@ -141,7 +144,10 @@ extension Supervisor {
     private func workspaceRoot(_ id: String, writing: Bool) throws(Problem) -> (LiveSandbox, Int32) {
         guard let sb = liveSandbox(id), sb.stopping.withLock({ $0 }) == nil else { throw notRunning(id) }
         let state = sb.record.withLock { $0.state }
-        guard state == .running else { throw Problem.conflict("the sandbox \(id) is \(state.rawValue): its workspace is kept as evidence (see its snapshot)") }
+        // A contained sandbox's workspace is evidence: it may be read, never written.
+        guard state == .running || (state == .frozen && !writing) else {
+            throw Problem.conflict("the sandbox \(id) is \(state.rawValue): its workspace is kept as evidence and cannot be written (see its snapshot)")
+        }
         guard let area = sb.workspace else {
             throw Problem.conflict("the sandbox \(id) has no workspace (its profile '\(sb.spec.profile)' grants none)")
         }
@@ -155,7 +161,7 @@ extension Supervisor {
         case EXDEV, ELOOP: Problem.forbidden("'\(path)' resolves outside the workspace (through a symlink or a mount); it is refused")
         case ENOENT: Problem.notFound("there is no '\(path)' in the workspace")
         case ENOTDIR: Problem.badRequest("a parent of '\(path)' is not a directory")
-        case EISDIR: Problem.badRequest("'\(path)' is a directory; use the archive endpoint for directories")
+        case EISDIR, ENXIO: Problem.forbidden("'\(path)' is not a regular file (a directory, a FIFO or a socket); the files endpoint reads and writes regular files only (use the archive endpoint for directories)")
         case ENOSPC: Problem.tooLarge("the workspace is full")
         case ENAMETOOLONG: Problem.badRequest("'\(path)' is too long")
         case ENOSYS: Problem.internalError("this kernel lacks openat2 (Linux 5.6+), which confining file access needs")
@@ -235,8 +241,8 @@ extension Supervisor {
         guard sb.record.withLock({ $0.state }) == .running else { throw Problem.conflict("the sandbox \(id) is not running") }
         guard let area = sb.workspace else { throw Problem.conflict("the sandbox \(id) has no workspace") }
         let dir = try WorkspacePath.check(raw, allowRoot: true)
-        // The directory is created (confined) first, then tar extracts into it.
-        if dir != "." { _ = try? makeDirectory(area.path, dir) }
+        // The directory is created (confined, symlinks out refused) first, then tar extracts into it.
+        if dir != "." { try makeDirectory(area.path, dir) }
         try await runTar(
             spec: sb.spec, workspace: area.path,
             arguments: ["-x", "-f", "-", "--no-same-owner", "--no-same-permissions", "-C", "/workspace/" + dir], stdin: body)
@@ -247,6 +253,7 @@ extension Supervisor {
         guard let sb = liveSandbox(id), sb.stopping.withLock({ $0 }) == nil else { throw notRunning(id) }
         guard let area = sb.workspace else { throw Problem.conflict("the sandbox \(id) has no workspace") }
         let dir = try WorkspacePath.check(raw, allowRoot: true)
+        try checkExists(area.path, dir)
         let limit = settings.maxArchiveBytes
         let collected = Collected()
         try await runTar(spec: sb.spec, workspace: area.path, arguments: ["-c", "-f", "-", "-C", "/workspace", "--", dir]) { (b) throws(Problem) -> Void in
@@ -258,9 +265,19 @@ extension Supervisor {
         return collected.bytes
     }
 
+    /// 404 for a path that does not exist, 403 for one that resolves out of the workspace.
+    private func checkExists(_ workspace: String, _ path: String) throws(Problem) {
+        let root = open(workspace, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard root >= 0 else { throw Problem.internalError("cannot open the workspace: \(errnoDescription(errno))") }
+        defer { close(root) }
+        let fd = airlock_open_beneath(root, path, Int32(AIRLOCK_O_PATH) | O_CLOEXEC, 0)
+        guard fd >= 0 else { throw fileProblem(errno, path) }
+        close(fd)
+    }
+
     private func makeDirectory(_ workspace: String, _ dir: String) throws(Problem) {
         let root = open(workspace, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard root >= 0 else { return }
+        guard root >= 0 else { throw Problem.internalError("cannot open the workspace: \(errnoDescription(errno))") }
         defer { close(root) }
         let parts = dir.split(separator: "/").map(String.init)
         for i in 0..<parts.count {
@@ -273,6 +290,7 @@ extension Supervisor {
             close(pfd)
             if rc != 0, e != EEXIST { throw fileProblem(e, dir) }
         }
+        try checkExists(workspace, dir)
     }
 
     // MARK: Sealing

@@ -366,6 +366,15 @@ public final class SandboxCgroup: Sendable {
         try freeze(until: CgroupClock.now() + CgroupClock.second)
     }
 
+    /// v1: moves `pid` (the sandbox's own supervisor, which joined every group before it
+    /// cloned PID 1) out of the freezer group, so that freezing the sandbox does not freeze
+    /// the process that must still be able to take it down. v2 needs nothing: the helper
+    /// never joins (PID 1 is cloned into the group).
+    public func excludeFromFreezer(_ pid: pid_t) {
+        guard version == .v1, let dir = path(with: "freezer"), let slash = dir.lastIndex(of: "/") else { return }
+        try? fs.writeFile(String(dir[..<slash]) + "/cgroup.procs", String(pid))
+    }
+
     /// Lets a frozen sandbox run again.
     public func thaw() throws(AirlockError) {
         let (file, value) = freezerControl(frozen: false)

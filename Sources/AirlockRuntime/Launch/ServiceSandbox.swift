@@ -241,6 +241,24 @@ public final class ServiceSandbox: Sendable {
 
     public var runningExecs: Int { state.withLock { $0.execs.count } }
 
+    /// Gives up on every running exec (the sandbox was frozen: they cannot end, and their
+    /// callers must not wait for them). Each ends as `.lost(why)`.
+    public func abandonExecs(_ why: String) {
+        let slots = state.withLock { s in
+            defer { s.execs = [:] }
+            return Array(s.execs.values)
+        }
+        for slot in slots {
+            let (starts, ends): ([CheckedContinuation<ExecStart, Never>], [CheckedContinuation<ExecEnd, Never>]) = slot.events.withLock { e in
+                if e.end == nil { e.end = .lost(why) }
+                defer { e.startWaiters = []; e.waiters = [] }
+                return (e.startWaiters, e.waiters)
+            }
+            starts.forEach { $0.resume(returning: .notStarted(why)) }
+            ends.forEach { $0.resume(returning: .lost(why)) }
+        }
+    }
+
     static func header(kind: UInt32, id: UInt32, arg: UInt32) -> [UInt8] {
         var m = al_svc_msg(kind: kind, id: id, arg: arg, reserved: 0)
         return withUnsafeBytes(of: &m) { Array($0) }
@@ -276,6 +294,7 @@ public final class ServiceSandbox: Sendable {
         guard let cgroup else {
             throw AirlockError(.system, "the sandbox has no cgroup (no delegation), so it cannot be frozen")
         }
+        cgroup.excludeFromFreezer(helperPID)
         state.withLock { $0.frozen = true }
         try cgroup.freeze()
     }

@@ -57,7 +57,7 @@ extension ControlSuite {
             let token = try d.token("admin")
             let (status, out) = try Self.python(
                 ["bash", Self.root + "/Tests/Tools/schemathesis_run.sh"],
-                environment: ["AIRLOCK_URL": "http://127.0.0.1:\(port)", "AIRLOCK_TOKEN": token], cwd: Self.root, timeout: 900)
+                environment: ["AIRLOCK_URL": "http://127.0.0.1:\(port)", "AIRLOCK_TOKEN": token], cwd: d.state, timeout: 900)
             #expect(status == 0, "\(out.suffix(6000))")
             // The daemon survived it.
             #expect(try d.client().request("GET", "/v1/health").status == 200)

@@ -99,18 +99,45 @@ static void install_seccomp(const struct al_plan *plan) {
     }
 }
 
-static char **collect(const struct al_plan *plan, uint32_t tag) {
+/* The NULL-terminated vector of a plan's string records of `tag` (AL_ARG, AL_ENV); NULL when
+ * out of memory or a value holds a NUL. */
+char **al_collect(const struct al_plan *plan, uint32_t tag) {
     size_t n = 0;
     for (size_t i = 0; i < plan->count; i++) n += plan->records[i].tag == tag;
     char **v = calloc(n + 1, sizeof(char *));
-    if (!v) al_fail("exec", ENOMEM, "allocate");
+    if (!v) return NULL;
     size_t k = 0;
     for (size_t i = 0; i < plan->count; i++) {
         if (plan->records[i].tag != tag) continue;
         v[k] = al_field_str(&plan->records[i], 0);
-        if (!v[k]) al_fail("exec", EINVAL, "malformed argument or environment entry");
+        if (!v[k]) {
+            al_free_vector(v);
+            return NULL;
+        }
         k++;
     }
+    return v;
+}
+
+void al_free_vector(char **v) {
+    if (!v) return;
+    for (char **p = v; *p; p++) free(*p);
+    free(v);
+}
+
+/* In a child forked to become a command: default signal dispositions, nothing blocked, and
+ * a session (process group) of its own, so a signal to the group reaches all it starts. */
+void al_child_reset(void) {
+    sigset_t empty;
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &empty, NULL);
+    for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+    setsid();
+}
+
+static char **collect(const struct al_plan *plan, uint32_t tag) {
+    char **v = al_collect(plan, tag);
+    if (!v) al_fail("exec", EINVAL, "malformed argument or environment entry");
     return v;
 }
 
@@ -222,11 +249,7 @@ void al_init_main(const struct al_plan *plan, int sync_fd, const int *prepared) 
     if (child < 0) al_fail("exec", errno, "fork");
     if (child == 0) {
         close(exec_pipe[0]);
-        sigset_t empty;
-        sigemptyset(&empty);
-        sigprocmask(SIG_SETMASK, &empty, NULL);
-        for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
-        setsid();
+        al_child_reset();
         if (cwd && chdir(cwd) < 0) {
             int e = errno;
             (void)!write(exec_pipe[1], &e, sizeof(e));

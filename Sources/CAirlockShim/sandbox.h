@@ -150,6 +150,9 @@ int al_helper_main(int argc, char **argv);
 /* execve argv[0] through the sandbox PATH of envp; on failure writes errno to report_fd
  * and _exits 127 (not found) or 126. Async-signal-safe: for forked children. */
 void al_exec_command(char **argv, char **envp, int report_fd) __attribute__((noreturn));
+char **al_collect(const struct al_plan *plan, uint32_t tag);
+void al_free_vector(char **v);
+void al_child_reset(void);
 void al_init_main(const struct al_plan *plan, int sync_fd, const int *prepared) __attribute__((noreturn));
 
 #define AL_STATUS_FD 4

@@ -57,31 +57,6 @@ static void reply(int ctl, uint32_t kind, uint32_t id, int32_t value) {
     if (n < 0 && errno == EPIPE) _exit(0); /* the daemon is gone: so is the sandbox */
 }
 
-static char **collect(const struct al_plan *plan, uint32_t tag) {
-    size_t n = 0;
-    for (size_t i = 0; i < plan->count; i++) n += plan->records[i].tag == tag;
-    char **v = calloc(n + 1, sizeof(char *));
-    if (!v) return NULL;
-    size_t k = 0;
-    for (size_t i = 0; i < plan->count; i++) {
-        if (plan->records[i].tag != tag) continue;
-        v[k] = al_field_str(&plan->records[i], 0);
-        if (!v[k]) { /* embedded NUL */
-            for (size_t j = 0; j < k; j++) free(v[j]);
-            free(v);
-            return NULL;
-        }
-        k++;
-    }
-    return v;
-}
-
-static void free_vector(char **v) {
-    if (!v) return;
-    for (char **p = v; *p; p++) free(*p);
-    free(v);
-}
-
 static void start_exec(int ctl, uint32_t id, uint8_t *payload, size_t len, const int fds[3]) {
     if (nslots >= SVC_MAX_EXECS) { reply(ctl, AL_SVC_REFUSED, id, EAGAIN); return; }
     uint8_t *copy = malloc(len ? len : 1);
@@ -89,31 +64,27 @@ static void start_exec(int ctl, uint32_t id, uint8_t *payload, size_t len, const
     memcpy(copy, payload, len);
     struct al_plan plan;
     if (al_plan_parse(copy, len, &plan) < 0) { reply(ctl, AL_SVC_REFUSED, id, EINVAL); return; }
-    char **argv = collect(&plan, AL_ARG);
-    char **envp = collect(&plan, AL_ENV);
+    char **argv = al_collect(&plan, AL_ARG);
+    char **envp = al_collect(&plan, AL_ENV);
     char *cwd = NULL;
     for (size_t i = 0; i < plan.count; i++)
         if (plan.records[i].tag == AL_CWD) { free(cwd); cwd = al_field_str(&plan.records[i], 0); }
     al_plan_free(&plan);
     if (!argv || !envp || !argv[0] || !argv[0][0]) {
-        free_vector(argv); free_vector(envp); free(cwd);
+        al_free_vector(argv); al_free_vector(envp); free(cwd);
         reply(ctl, AL_SVC_REFUSED, id, EINVAL);
         return;
     }
     int exec_pipe[2];
     if (pipe2(exec_pipe, O_CLOEXEC) < 0) {
-        free_vector(argv); free_vector(envp); free(cwd);
+        al_free_vector(argv); al_free_vector(envp); free(cwd);
         reply(ctl, AL_SVC_REFUSED, id, errno);
         return;
     }
     pid_t child = fork();
     if (child == 0) {
         close(exec_pipe[0]);
-        sigset_t empty;
-        sigemptyset(&empty);
-        sigprocmask(SIG_SETMASK, &empty, NULL);
-        for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
-        setsid(); /* its own process group: SIGNAL and timeouts reach everything it starts */
+        al_child_reset(); /* its own process group: SIGNAL and timeouts reach everything it starts */
         /* The received descriptors are >= 3 (PID 1 keeps 0-2 open), so no dup2 clobbers another. */
         for (int i = 0; i < 3; i++) {
             if (dup2(fds[i], i) < 0) {
@@ -131,7 +102,7 @@ static void start_exec(int ctl, uint32_t id, uint8_t *payload, size_t len, const
     }
     int fork_err = errno;
     close(exec_pipe[1]);
-    free_vector(argv); free_vector(envp); free(cwd);
+    al_free_vector(argv); al_free_vector(envp); free(cwd);
     if (child < 0) {
         close(exec_pipe[0]);
         reply(ctl, AL_SVC_REFUSED, id, fork_err);

@@ -284,6 +284,19 @@ extension ControlSuite {
             let out = r["stdout"] as? String ?? ""
             #expect(!out.contains("SOCKET-VISIBLE") && !out.contains("CONNECTED-UNIX"), "\(out)")
             #expect(!out.contains("airlock.sock"), "\(out)")
+            // An exec holds no socket (PID 1's control socket is close-on-exec), and cannot
+            // reach PID 1's descriptors (it is not dumpable).
+            let fds = try d.exec(id, ["python3", "-c", """
+                import os
+                links = []
+                for f in os.listdir('/proc/self/fd'):
+                    try: links.append(os.readlink('/proc/self/fd/' + f))
+                    except OSError: pass
+                print([l for l in links if l.startswith('socket:')])
+                try: print(os.listdir('/proc/1/fd'))
+                except OSError as e: print(type(e).__name__)
+                """])
+            #expect(string(fds["stdout"]) == "[]\nPermissionError\n", "\(fds)")
             // No process of the sandbox (its helper, its PID 1) holds any of the daemon's sockets.
             let daemonSockets = socketInodes(d.process?.processIdentifier ?? 0)
             #expect(!daemonSockets.isEmpty)

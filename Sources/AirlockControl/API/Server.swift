@@ -390,13 +390,13 @@ public struct ControlAPI: Sendable {
         router.get("/v1/snapshots/:id") { _, c in
             _ = try API.require(c, .operator, to: "reading a snapshot")
             let id = c.parameters.get("id") ?? ""
-            guard Identifiers.isSnapshot(id), let r = try? s.store.sealed(id: id), r.kind == .snapshot else { throw Problem.notFound("there is no snapshot \(id)") }
+            let r = try s.snapshot(id)
             return API.json(ControlAPI.snapshotJSON(r))
         }
         router.get("/v1/snapshots/:id/archive") { _, c in
             let p = try API.require(c, .admin, to: "reading a snapshot's contents")
             let id = c.parameters.get("id") ?? ""
-            guard Identifiers.isSnapshot(id), let r = try? s.store.sealed(id: id), r.kind == .snapshot else { throw Problem.notFound("there is no snapshot \(id)") }
+            let r = try s.snapshot(id)
             let bytes = try s.unseal(r)
             s.emit("control.snapshot.read", nil, principal: p.name, [("airlock.sealed.id", .string(id))], instance: r.sandbox)
             return Response(status: .ok, headers: [.contentType: "application/x-tar"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))

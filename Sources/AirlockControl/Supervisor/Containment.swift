@@ -71,12 +71,7 @@ extension Supervisor {
         let meta: [String: Any] = [
             "reason": reason, "links": links, "revoked": revoked, "process_count": processes.count, "principal": principal,
         ]
-        let snapshot: SealedRecord
-        if let area = sb.workspace {
-            snapshot = try await seal(area: area, spec: sb.spec, sandbox: id, kind: .snapshot, meta: meta, prefix: prefix)
-        } else {
-            snapshot = try sealBytes(prefix + [UInt8](repeating: 0, count: 1024), sandbox: id, meta: meta)
-        }
+        let snapshot = try await seal(area: sb.workspace, spec: sb.spec, sandbox: id, kind: .snapshot, meta: meta, prefix: prefix)
         emit("control.sandbox.contained", record, principal: principal, [
             ("airlock.reason", .string(reason)), ("airlock.snapshot.id", .string(snapshot.id)),
             ("airlock.revoked", .array(revoked.map { .string($0) })), ("airlock.process.count", .int(Int64(processes.count))),
@@ -85,27 +80,6 @@ extension Supervisor {
         return (record, snapshot, summary)
     }
 
-    /// Seals bytes already in memory (a snapshot of a sandbox without a workspace).
-    func sealBytes(_ bytes: [UInt8], sandbox: String, meta: [String: Any]) throws(Problem) -> SealedRecord {
-        let id = Identifiers.random("snap-")
-        if mkdir(settings.sealedDirectory, 0o700) != 0, errno != EEXIST { throw Problem.internalError("cannot create \(settings.sealedDirectory)") }
-        let relative = "sealed/\(id).alv"
-        do {
-            let s = try vault.sealer(id: id, ciphertext: settings.stateDirectory + "/" + relative)
-            try s.append(bytes)
-            let (wrapped, size) = try s.finish()
-            let metaText = (try? String(decoding: JSONSerialization.data(withJSONObject: meta, options: [.sortedKeys]), as: UTF8.self)) ?? "{}"
-            let r = SealedRecord(id: id, kind: .snapshot, sandbox: sandbox, createdAt: Date(), size: size, wrappedKey: wrapped, path: relative, meta: metaText)
-            try store.insertSealed(r)
-            return r
-        } catch let e as AirlockError {
-            throw Problem.from(e)
-        } catch {
-            throw Problem.internalError("cannot store the snapshot: \(error)")
-        }
-    }
-
-    /// RFC 3339 UTC with nanoseconds (a formatter per call would cost more than the request).
     static func timestamp(_ d: Date) -> String {
         Clock.rfc3339(Int64((d.timeIntervalSince1970 * 1e9).rounded()))
     }

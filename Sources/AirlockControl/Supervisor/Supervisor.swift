@@ -47,7 +47,7 @@ public final class Supervisor: Sendable {
     let live = Mutex<[String: LiveSandbox]>([:])
     let shuttingDown = Flag()
     let warm = Mutex<[String: [WarmSandbox]]>([:])
-    private let runner: SandboxRunner
+    let runner: SandboxRunner
 
     public init(settings: DaemonSettings, store: any ControlStore, vault: Vault, audit: any EventSink, policy: PolicyDocument?, logger: Logger) {
         self.settings = settings
@@ -146,11 +146,8 @@ public final class Supervisor: Sendable {
         let id = Identifiers.random("sbx-")
         let wsMode = profile.filesystem.workspace ?? .ro
         // The profile's own values: every override must stay within them.
-        let baseRequest = RunRequest(
-            profile: req.profile, policy: policy, command: ["/bin/true"], workspace: wsMode == .none ? nil : settings.workspacesDirectory,
-            currentDirectory: "/", hostEnvironment: [:])
         let base: SandboxSpec
-        do { base = try Resolver.resolve(baseRequest) } catch { throw Problem.from(error) }
+        do { base = try profileSpec(req.profile, workspace: wsMode) } catch { throw Problem.from(error) }
         var problems: [Problem.FieldError] = []
         func beyond(_ field: String, _ asked: String, _ allowed: String) {
             problems.append(.init(field: field, message: "\(asked) is more than the profile '\(req.profile)' allows (\(allowed))"))
@@ -206,20 +203,17 @@ public final class Supervisor: Sendable {
         if wsMode != .none {
             do { area = try WorkspaceArea.make(under: settings.workspacesDirectory, id: id, size: diskBytes) } catch { throw Problem.from(error) }
         }
-        let request = RunRequest(
-            profile: req.profile, policy: policy, command: ["/bin/true"], workspace: area?.path,
-            env: req.env.sorted { $0.key < $1.key }.map { EnvironmentVariable($0.key, $0.value) },
-            wallClock: .seconds(ttl + 2), memory: req.memory, cpus: req.cpus, pids: req.pids, disk: req.disk,
-            currentDirectory: "/", hostEnvironment: settings.environment)
-        var spec: SandboxSpec
-        do { spec = try Resolver.resolve(request) } catch {
+        let spec: SandboxSpec
+        do {
+            spec = try daemonSpec(RunRequest(
+                profile: req.profile, policy: policy, command: ["/bin/true"], workspace: area?.path,
+                env: req.env.sorted { $0.key < $1.key }.map { EnvironmentVariable($0.key, $0.value) },
+                wallClock: .seconds(ttl + 2), memory: req.memory, cpus: req.cpus, pids: req.pids, disk: req.disk,
+                currentDirectory: "/", hostEnvironment: settings.environment))
+        } catch {
             area?.remove()
             throw Problem.from(error)
         }
-        spec.command = []
-        // The workspace is the sandbox's own (not a host repository another program will run
-        // hooks from), so the protected-path placeholders of `airlock run` do not apply.
-        spec.filesystem.workspace?.denyWrite = []
         let now = Date()
         var record = SandboxRecord(
             id: id, host: settings.hostname, profile: req.profile, labels: req.labels, state: .running, createdAt: now,
@@ -276,6 +270,23 @@ public final class Supervisor: Sendable {
             }
         }
         return sandbox.record.withLock { $0 }
+    }
+
+    /// A profile's own values, without overrides: what a create's overrides are checked against.
+    func profileSpec(_ profile: String, workspace mode: WorkspaceMode) throws(AirlockError) -> SandboxSpec {
+        try Resolver.resolve(RunRequest(
+            profile: profile, policy: policy, command: ["/bin/true"], workspace: mode == .none ? nil : settings.workspacesDirectory,
+            currentDirectory: "/", hostEnvironment: [:]))
+    }
+
+    /// The spec of a daemon sandbox: no command of its own (execs come later), and none of
+    /// `airlock run`'s protected-path placeholders — the workspace is the sandbox's own, not a
+    /// host repository another program will run hooks from.
+    func daemonSpec(_ request: RunRequest) throws(AirlockError) -> SandboxSpec {
+        var spec = try Resolver.resolve(request)
+        spec.command = []
+        spec.filesystem.workspace?.denyWrite = []
+        return spec
     }
 
     /// Makes a started sandbox live: listed, supervised, finalized when it ends.

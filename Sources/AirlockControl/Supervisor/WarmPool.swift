@@ -86,31 +86,22 @@ extension Supervisor {
         guard case .success(let p) = Policy.flatten(profile, in: policy) else { return nil }
         let id = Identifiers.random("sbx-")
         let wsMode = p.filesystem.workspace ?? .ro
-        let base: SandboxSpec
-        do {
-            base = try Resolver.resolve(RunRequest(
-                profile: profile, policy: policy, command: ["/bin/true"], workspace: wsMode == .none ? nil : settings.workspacesDirectory,
-                currentDirectory: "/", hostEnvironment: [:]))
-        } catch { return nil }
+        guard let base = try? profileSpec(profile, workspace: wsMode) else { return nil }
         guard base.network.mode == .none, base.secrets.isEmpty else { return nil }
         var area: WorkspaceArea?
         if wsMode != .none {
             do { area = try WorkspaceArea.make(under: settings.workspacesDirectory, id: id, size: base.filesystem.tmpSize) } catch { return nil }
         }
         let ttl = base.limits.wallClock.map { Double($0.components.seconds) } ?? 3600
-        var spec: SandboxSpec
-        do {
-            spec = try Resolver.resolve(RunRequest(
-                profile: profile, policy: policy, command: ["/bin/true"], workspace: area?.path,
-                wallClock: .seconds(ttl + Self.warmMaxAge + 5), currentDirectory: "/", hostEnvironment: settings.environment))
-        } catch {
+        guard let spec = try? daemonSpec(RunRequest(
+            profile: profile, policy: policy, command: ["/bin/true"], workspace: area?.path,
+            wallClock: .seconds(ttl + Self.warmMaxAge + 5), currentDirectory: "/", hostEnvironment: settings.environment))
+        else {
             area?.remove()
             return nil
         }
-        spec.command = []
-        spec.filesystem.workspace?.denyWrite = []
         let launchSpec = spec
-        let runner = SandboxRunner(logger: logger, events: audit, environment: settings.environment)
+        let runner = self.runner
         let started: ServiceSandbox? = await Blocking.run {
             try? ServiceSandbox.start(launchSpec, instance: id, runner: runner)
         }

@@ -82,18 +82,7 @@ extension Supervisor {
         let (sb, root) = try workspaceRoot(id, writing: true)
         let path = try WorkspacePath.check(raw)
         defer { close(root) }
-        let parts = path.split(separator: "/").map(String.init)
-        // Parent directories, one level at a time, each resolved beneath the workspace.
-        for i in 0..<(parts.count - 1) {
-            let parent = i == 0 ? "." : parts[0..<i].joined(separator: "/")
-            let pfd = airlock_open_beneath(root, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0)
-            guard pfd >= 0 else { throw fileProblem(errno, path) }
-            let rc = mkdirat(pfd, parts[i], 0o755)
-            let e = errno
-            if rc == 0 { fchmodat(pfd, parts[i], 0o755, 0) }  // the daemon's umask is 077
-            close(pfd)
-            if rc != 0, e != EEXIST { throw fileProblem(e, path) }
-        }
+        if let slash = path.lastIndex(of: "/") { try makeDirectories(root, String(path[..<slash]), for: path) }
         let fd = airlock_open_beneath(root, path, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw fileProblem(errno, path) }
         defer { close(fd) }
@@ -151,9 +140,7 @@ extension Supervisor {
         guard let area = sb.workspace else {
             throw Problem.conflict("the sandbox \(id) has no workspace (its profile '\(sb.spec.profile)' grants none)")
         }
-        let fd = open(area.path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw Problem.internalError("cannot open the workspace of \(id): \(errnoDescription(errno))") }
-        return (sb, fd)
+        return (sb, try openWorkspace(area.path))
     }
 
     private func fileProblem(_ e: Int32, _ path: String) -> Problem {
@@ -242,7 +229,12 @@ extension Supervisor {
         guard let area = sb.workspace else { throw Problem.conflict("the sandbox \(id) has no workspace") }
         let dir = try WorkspacePath.check(raw, allowRoot: true)
         // The directory is created (confined, symlinks out refused) first, then tar extracts into it.
-        if dir != "." { try makeDirectory(area.path, dir) }
+        if dir != "." {
+            let root = try openWorkspace(area.path)
+            defer { close(root) }
+            try makeDirectories(root, dir, for: dir)
+            try checkExists(root, dir)
+        }
         try await runTar(
             spec: sb.spec, workspace: area.path,
             arguments: ["-x", "-f", "-", "--no-same-owner", "--no-same-permissions", "-C", "/workspace/" + dir], stdin: body)
@@ -253,7 +245,9 @@ extension Supervisor {
         guard let sb = liveSandbox(id), sb.stopping.withLock({ $0 }) == nil else { throw notRunning(id) }
         guard let area = sb.workspace else { throw Problem.conflict("the sandbox \(id) has no workspace") }
         let dir = try WorkspacePath.check(raw, allowRoot: true)
-        try checkExists(area.path, dir)
+        let root = try openWorkspace(area.path)
+        defer { close(root) }
+        try checkExists(root, dir)
         let limit = settings.maxArchiveBytes
         let collected = Collected()
         try await runTar(spec: sb.spec, workspace: area.path, arguments: ["-c", "-f", "-", "-C", "/workspace", "--", dir]) { (b) throws(Problem) -> Void in
@@ -265,32 +259,33 @@ extension Supervisor {
         return collected.bytes
     }
 
+    private func openWorkspace(_ path: String) throws(Problem) -> Int32 {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw Problem.internalError("cannot open the workspace \(path): \(errnoDescription(errno))") }
+        return fd
+    }
+
     /// 404 for a path that does not exist, 403 for one that resolves out of the workspace.
-    private func checkExists(_ workspace: String, _ path: String) throws(Problem) {
-        let root = open(workspace, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard root >= 0 else { throw Problem.internalError("cannot open the workspace: \(errnoDescription(errno))") }
-        defer { close(root) }
+    private func checkExists(_ root: Int32, _ path: String) throws(Problem) {
         let fd = airlock_open_beneath(root, path, Int32(AIRLOCK_O_PATH) | O_CLOEXEC, 0)
         guard fd >= 0 else { throw fileProblem(errno, path) }
         close(fd)
     }
 
-    private func makeDirectory(_ workspace: String, _ dir: String) throws(Problem) {
-        let root = open(workspace, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard root >= 0 else { throw Problem.internalError("cannot open the workspace: \(errnoDescription(errno))") }
-        defer { close(root) }
+    /// `mkdir -p` of `dir` under the workspace `root`, one level at a time, each level resolved
+    /// beneath the workspace (a symlink out is refused). Errors name `path`.
+    private func makeDirectories(_ root: Int32, _ dir: String, for path: String) throws(Problem) {
         let parts = dir.split(separator: "/").map(String.init)
         for i in 0..<parts.count {
             let parent = i == 0 ? "." : parts[0..<i].joined(separator: "/")
             let pfd = airlock_open_beneath(root, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0)
-            guard pfd >= 0 else { throw fileProblem(errno, dir) }
+            guard pfd >= 0 else { throw fileProblem(errno, path) }
             let rc = mkdirat(pfd, parts[i], 0o755)
             let e = errno
-            if rc == 0 { fchmodat(pfd, parts[i], 0o755, 0) }
+            if rc == 0 { fchmodat(pfd, parts[i], 0o755, 0) }  // the daemon's umask is 077
             close(pfd)
-            if rc != 0, e != EEXIST { throw fileProblem(e, dir) }
+            if rc != 0, e != EEXIST { throw fileProblem(e, path) }
         }
-        try checkExists(workspace, dir)
     }
 
     // MARK: Sealing
@@ -298,8 +293,9 @@ extension Supervisor {
     /// Packs the workspace in a transfer sandbox and seals the archive as it is produced
     /// (the plaintext never touches a disk). `prefix` is prepended to the archive (a snapshot's
     /// `airlock-snapshot.json` entry).
+    /// Without a workspace (`area` nil), the archive is `prefix` and the end-of-archive blocks.
     func seal(
-        area: WorkspaceArea, spec: SandboxSpec, sandbox: String, kind: SealedRecord.Kind, meta: [String: Any], prefix: [UInt8] = []
+        area: WorkspaceArea?, spec: SandboxSpec, sandbox: String, kind: SealedRecord.Kind, meta: [String: Any], prefix: [UInt8] = []
     ) async throws(Problem) -> SealedRecord {
         let id = Identifiers.random(kind == .workspace ? "ws-" : "snap-")
         if mkdir(settings.sealedDirectory, 0o700) != 0, errno != EEXIST {
@@ -310,8 +306,12 @@ extension Supervisor {
         do { sealer = try vault.sealer(id: id, ciphertext: settings.stateDirectory + "/" + relative) } catch { throw Problem.from(error) }
         let box = SealerBox(sealer)
         do throws(AirlockError) { try sealer.append(prefix) } catch { throw Problem.from(error) }
-        try await runTar(spec: spec, workspace: area.path, arguments: ["-c", "-f", "-", "-C", "/workspace", "."]) { (b) throws(Problem) -> Void in
-            do throws(AirlockError) { try box.sealer.append(b) } catch { throw Problem.from(error) }
+        if let area {
+            try await runTar(spec: spec, workspace: area.path, arguments: ["-c", "-f", "-", "-C", "/workspace", "."]) { (b) throws(Problem) -> Void in
+                do throws(AirlockError) { try box.sealer.append(b) } catch { throw Problem.from(error) }
+            }
+        } else {
+            do throws(AirlockError) { try sealer.append([UInt8](repeating: 0, count: 1024)) } catch { throw Problem.from(error) }
         }
         let (wrapped, size): (Data, Int64)
         do { (wrapped, size) = try sealer.finish() } catch { throw Problem.from(error) }
@@ -323,6 +323,13 @@ extension Supervisor {
         }
         emit("control.\(kind.rawValue).sealed", nil, principal: "airlock", [("airlock.sealed.id", .string(id)), ("airlock.sealed.size", .int(size))], instance: sandbox)
         return record
+    }
+
+    func snapshot(_ id: String) throws(Problem) -> SealedRecord {
+        guard Identifiers.isSnapshot(id), let r = try? store.sealed(id: id), r.kind == .snapshot else {
+            throw Problem.notFound("there is no snapshot \(id) (see GET /v1/snapshots)")
+        }
+        return r
     }
 
     /// The plaintext of a sealed object.

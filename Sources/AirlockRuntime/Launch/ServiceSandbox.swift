@@ -46,6 +46,18 @@ public final class ServiceSandbox: Sendable {
     final class ExecSlot: Sendable {
         let events: Mutex<(started: Int32?, failure: Int32?, end: ExecEnd?, waiters: [CheckedContinuation<ExecEnd, Never>], startWaiters: [CheckedContinuation<ExecStart, Never>])>
         init() { events = Mutex((nil, nil, nil, [], [])) }
+
+        /// Ends an exec whose reply will never come: its end is `end` unless it already had
+        /// one, and whoever still waits for its start hears `notStarted(why)`.
+        func conclude(_ end: ExecEnd, notStarted why: String) {
+            let (starts, ends, final): ([CheckedContinuation<ExecStart, Never>], [CheckedContinuation<ExecEnd, Never>], ExecEnd) = events.withLock { e in
+                if e.end == nil { e.end = end }
+                defer { e.startWaiters = []; e.waiters = [] }
+                return (e.startWaiters, e.waiters, e.end ?? end)
+            }
+            starts.forEach { $0.resume(returning: .notStarted(why)) }
+            ends.forEach { $0.resume(returning: final) }
+        }
     }
 
     private init(
@@ -248,15 +260,7 @@ public final class ServiceSandbox: Sendable {
             defer { s.execs = [:] }
             return Array(s.execs.values)
         }
-        for slot in slots {
-            let (starts, ends): ([CheckedContinuation<ExecStart, Never>], [CheckedContinuation<ExecEnd, Never>]) = slot.events.withLock { e in
-                if e.end == nil { e.end = .lost(why) }
-                defer { e.startWaiters = []; e.waiters = [] }
-                return (e.startWaiters, e.waiters)
-            }
-            starts.forEach { $0.resume(returning: .notStarted(why)) }
-            ends.forEach { $0.resume(returning: .lost(why)) }
-        }
+        for slot in slots { slot.conclude(.lost(why), notStarted: why) }
     }
 
     static func header(kind: UInt32, id: UInt32, arg: UInt32) -> [UInt8] {
@@ -427,15 +431,7 @@ public final class ServiceSandbox: Sendable {
             return (s.endWaiters, Array(s.execs.values))
         }
         let why = end.wallClock ? "the sandbox reached its wall-clock limit" : "the sandbox was stopped"
-        for slot in execs {
-            let (starts, ends): ([CheckedContinuation<ExecStart, Never>], [CheckedContinuation<ExecEnd, Never>]) = slot.events.withLock { e in
-                if e.end == nil { e.end = .exited(.signaled(SIGKILL)) }
-                defer { e.startWaiters = []; e.waiters = [] }
-                return (e.startWaiters, e.waiters)
-            }
-            starts.forEach { $0.resume(returning: .notStarted(why)) }
-            ends.forEach { $0.resume(returning: .exited(.signaled(SIGKILL))) }
-        }
+        for slot in execs { slot.conclude(.exited(.signaled(SIGKILL)), notStarted: why) }
         waiters.forEach { $0.resume(returning: end) }
     }
 }

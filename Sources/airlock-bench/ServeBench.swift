@@ -5,9 +5,11 @@
 //   swift build -c release --product airlock-bench --product airlock --product airlock-sandbox
 //   .build/release/airlock-bench serve [--runs N] [--clients C] [--seconds S]
 //
-// One client: p50 and p99 of each request and of the round trip. Concurrent clients: sandboxes
-// per second (complete round trips) for S seconds. Targets on a 2-core machine: p50 < 10 ms per
-// round trip, >= 100 sandboxes/s.
+// One client (a keep-alive connection, as HTTP client libraries use; every 4th round trip also
+// with a new connection per request): p50 and p99 of each request and of the round trip.
+// Concurrent clients (a keep-alive connection each): sandboxes per second (complete round
+// trips) for S seconds. Targets on a 2-core machine: p50 < 10 ms per round trip, >= 100
+// sandboxes/s.
 import AirlockControl
 import AirlockCore
 import Foundation
@@ -27,19 +29,32 @@ final class Counter: @unchecked Sendable {
     var all: [UInt64] { lock.lock(); defer { lock.unlock() }; return samples }
 }
 
+/// How a round trip reaches the daemon: a keep-alive connection (as HTTP client libraries and
+/// the SDK do) or a new connection per request.
+typealias Send = (_ method: String, _ path: String, _ body: [UInt8]?) throws(AirlockError) -> ControlClient.Reply
+
 /// One create + exec /bin/true + delete; the three durations in ns.
-func roundTrip(_ client: ControlClient) throws -> (UInt64, UInt64, UInt64) {
+func roundTrip(_ send: Send) throws -> (UInt64, UInt64, UInt64) {
     let t0 = now()
-    let c = try client.request("POST", "/v1/sandboxes", body: Array(#"{"profile":"default"}"#.utf8))
+    let c = try send("POST", "/v1/sandboxes", Array(#"{"profile":"default"}"#.utf8))
     guard c.status == 201, let id = c.json?["id"] as? String else { throw AirlockError(.system, "create: \(c.status) \(c.text)") }
     let t1 = now()
-    let e = try client.request("POST", "/v1/sandboxes/\(id)/exec", body: Array(#"{"command":["/bin/true"]}"#.utf8))
+    let e = try send("POST", "/v1/sandboxes/\(id)/exec", Array(#"{"command":["/bin/true"]}"#.utf8))
     guard e.status == 200, e.json?["exit_code"] as? Int == 0 else { throw AirlockError(.system, "exec: \(e.status) \(e.text)") }
     let t2 = now()
-    let d = try client.request("DELETE", "/v1/sandboxes/\(id)")
+    let d = try send("DELETE", "/v1/sandboxes/\(id)", nil)
     guard d.status == 200 else { throw AirlockError(.system, "delete: \(d.status) \(d.text)") }
     let t3 = now()
     return (t1 - t0, t2 - t1, t3 - t2)
+}
+
+func keepAlive(_ client: ControlClient) -> Send {
+    let connection = client.connection()
+    return { (m, p, b) throws(AirlockError) in try connection.request(m, p, body: b) }
+}
+
+func perRequest(_ client: ControlClient) -> Send {
+    { (m, p, b) throws(AirlockError) in try client.request(m, p, body: b) }
 }
 
 func serveBenchmark(runs: Int, clients: Int, seconds: Double, rootless: Bool) -> Int32 {
@@ -84,33 +99,39 @@ func serveBenchmark(runs: Int, clients: Int, seconds: Double, rootless: Bool) ->
     guard up else { print("airlock-bench: airlock serve did not come up"); return 2 }
 
     print("serve benchmark: \(ProcessInfo.processInfo.activeProcessorCount) CPUs; airlock serve\(rootless ? " as uid 65534 (rootless: no cgroups)" : "") on its Unix socket, profile default")
-    print("  (every namespace, cgroup limits, seccomp, Landlock, a tmpfs workspace; one HTTP/1.1 connection per request)")
-    for _ in 0..<10 { _ = try? roundTrip(client) }
+    print("  (every namespace, cgroup limits, seccomp, Landlock, a tmpfs workspace; HTTP/1.1 keep-alive, one connection per client)")
+    let send = keepAlive(client)
+    for _ in 0..<10 { _ = try? roundTrip(send) }
 
     // One client, round trips interleaved with airlock run and bwrap.
     var create: [UInt64] = [], exec: [UInt64] = [], delete: [UInt64] = [], total: [UInt64] = []
-    var runTimes: [UInt64] = [], bwrapTimes: [UInt64] = []
+    var runTimes: [UInt64] = [], bwrapTimes: [UInt64] = [], fresh: [UInt64] = []
     let ws = base + "/run-ws"
     mkdir(ws, 0o755)
     let runCmd = Command(name: "airlock run", argv: [airlock, "run", "--no-audit", "--workspace", ws, "--", "/bin/true"])
     let bwrap = which("bwrap").map { Command(name: "bwrap", argv: [$0, "--unshare-all", "--ro-bind", "/", "/", "/bin/true"]) }
     for i in 0..<runs {
         do {
-            let (c, e, d) = try roundTrip(client)
+            let (c, e, d) = try roundTrip(send)
             create.append(c); exec.append(e); delete.append(d); total.append(c + e + d)
         } catch { print("  round trip failed: \(error)"); return 1 }
         if i % 4 == 0 {
+            do {
+                let (c, e, d) = try roundTrip(perRequest(client))
+                fresh.append(c + e + d)
+            } catch { print("  round trip failed: \(error)"); return 1 }
             runTimes.append(timed(runCmd).0)
             if let bwrap { bwrapTimes.append(timed(bwrap).0) }
         }
     }
-    print("\none client: \(runs) round trips (create, exec /bin/true, delete); airlock run and bwrap every 4th")
+    print("\none client: \(runs) round trips (create, exec /bin/true, delete); every 4th also without keep-alive, airlock run and bwrap")
     print("  " + pad("", 44) + lpad("p50 ms", 9) + lpad("p99 ms", 9))
     func row(_ name: String, _ xs: [UInt64]) { print("  " + pad(name, 44) + lpad(fmt(percentile(xs, 0.5)), 9) + lpad(fmt(percentile(xs, 0.99)), 9)) }
     row("POST /v1/sandboxes (create)", create)
     row("POST /v1/sandboxes/{id}/exec (/bin/true)", exec)
     row("DELETE /v1/sandboxes/{id}", delete)
     row("round trip through the API", total)
+    row("  the same, a new connection per request", fresh)
     row("airlock run --no-audit -- /bin/true", runTimes)
     if bwrap != nil { row("bwrap --unshare-all -- /bin/true", bwrapTimes) }
     let p50 = percentile(total, 0.5)
@@ -125,10 +146,11 @@ func serveBenchmark(runs: Int, clients: Int, seconds: Double, rootless: Bool) ->
     var threads: [Thread] = []
     for _ in 0..<clients {
         let t = Thread {
+            let send = keepAlive(client)
             while now() < deadline {
                 let t0 = now()
                 do {
-                    _ = try roundTrip(client)
+                    _ = try roundTrip(send)
                     done.add(now() - t0)
                 } catch { done.fail("\(error)") }
             }

@@ -85,6 +85,23 @@ extension ControlSuite {
             #expect(del.json?["state"] as? String == "stopped" && del.json?["stop_reason"] as? String == "deleted")
             let after = try d.json("POST", "/v1/sandboxes/\(id)/exec", ["command": ["true"]])
             #expect(after.status == 409 && problemSlug(after) == "conflict")
+            // Once torn down, a sandbox is read from the store: its limits from the stored spec,
+            // its final usage and exec count from the final record.
+            var stored: [String: Any] = [:]
+            for _ in 0..<200 {
+                stored = try d.sandbox(id)
+                if (stored["usage"] as? [String: Any])?["cpu_seconds"] is Double { break }
+                usleep(20_000)
+            }
+            usleep(50_000)  // the final record is stored just before the sandbox leaves the live set
+            stored = try d.sandbox(id)
+            #expect(((stored["usage"] as? [String: Any])?["cpu_seconds"] as? Double ?? 0) > 0, "\(stored)")
+            #expect((stored["limits"] as? [String: Any])?["pids"] as? Int == (info["limits"] as? [String: Any])?["pids"] as? Int)
+            #expect((stored["limits"] as? [String: Any])?["memory_bytes"] as? Int == (info["limits"] as? [String: Any])?["memory_bytes"] as? Int)
+            #expect(((stored["limits"] as? [String: Any])?["pids"] as? Int ?? 0) > 0)
+            #expect((stored["network"] as? [String: Any])?["mode"] as? String == "none")
+            #expect(stored["execs"] as? Int == 11)
+            #expect(stored["state"] as? String == "stopped" && stored["stop_reason"] as? String == "deleted")
             _ = try d.json("DELETE", "/v1/sandboxes/\(other)")
         }
 

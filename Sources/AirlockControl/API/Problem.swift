@@ -55,6 +55,6 @@ public struct Problem: Error, Sendable, Equatable {
     public var json: [UInt8] {
         var o: [String: Any] = ["type": Self.typeBase + slug, "title": title, "status": status, "detail": detail]
         if !errors.isEmpty { o["errors"] = errors.map { ["field": $0.field, "message": $0.message] } }
-        return (try? [UInt8](JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes]))) ?? Array("{}".utf8)
+        return JSONResponse.encode(o)
     }
 }

@@ -88,8 +88,7 @@ enum API {
     }
 
     static func json(_ object: Any, status: HTTPResponse.Status = .ok) -> Response {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: JSONResponse.encode(object))))
     }
 
     static func require(_ context: APIContext, _ role: Role, to action: String) throws(Problem) -> Principal {
@@ -295,7 +294,7 @@ public struct ControlAPI: Sendable {
                             line = ControlAPI.exitJSON(o)
                             line["type"] = "exit"
                         }
-                        var data = (try? JSONSerialization.data(withJSONObject: line, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+                        var data = JSONResponse.encode(line)
                         data.append(10)
                         do { try await writer.write(ByteBuffer(bytes: data)) } catch {
                             // The client went away: the command is stopped, its output drained.
@@ -449,7 +448,7 @@ public struct ControlAPI: Sendable {
         let end = r.stoppedAt ?? now
         let age = end.timeIntervalSince(r.createdAt)
         let expires = r.createdAt.addingTimeInterval(r.ttlSeconds)
-        let spec = supervisor.liveSandbox(r.id)?.spec ?? (try? JSONDecoder().decode(SandboxSpec.self, from: Data(r.spec.utf8)))
+        let spec = supervisor.liveSandbox(r.id).map { SpecSummary($0.spec) } ?? (try? JSONDecoder().decode(SpecSummary.self, from: Data(r.spec.utf8)))
         let live = r.state != .stopped
         var remaining: [String: Any] = [
             "ttl_seconds": live ? max(0, expires.timeIntervalSince(now)) : 0,
@@ -463,9 +462,11 @@ public struct ControlAPI: Sendable {
             usage["memory_bytes"] = u.memoryCurrentBytes.map { Int($0) as Any } ?? NSNull()
             usage["memory_peak_bytes"] = u.memoryPeakBytes.map { Int($0) as Any } ?? NSNull()
             usage["pids"] = u.pidsCurrent.map { $0 as Any } ?? NSNull()
-        } else if let text = r.usage, let o = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] {
-            for k in ["cpu_seconds", "memory_bytes", "memory_peak_bytes"] { if let v = o[k] { usage[k] = v } }
-            if let v = o["pids"] as? Double { usage["pids"] = Int(v) }
+        } else if let text = r.usage {
+            // Written by `Supervisor.usageJSON` (numbers only); integral values print without
+            // a fraction, so pids stay an integer.
+            let o = JSONResponse.object(text)
+            for k in ["cpu_seconds", "memory_bytes", "memory_peak_bytes", "pids"] { if let v = o[k] { usage[k] = v } }
         }
         var network: [String: Any] = ["mode": spec?.network.mode.rawValue ?? "none"]
         if spec?.network.mode == .proxied { network["proxy_port"] = Int(spec?.network.proxyPort ?? 0) }
@@ -486,6 +487,33 @@ public struct ControlAPI: Sendable {
         ]
     }
 
+    /// What a sandbox's JSON shows of its spec. A stopped sandbox's comes from the stored spec,
+    /// decoded into just these fields (decoding a whole `SandboxSpec` per row made listing
+    /// a long history slow).
+    struct SpecSummary: Decodable {
+        struct Network: Decodable {
+            var mode: NetworkSpec.Mode
+            var proxyPort: Int
+        }
+        struct Limits: Decodable {
+            var memoryBytes: UInt64?
+            var cpus: Double?
+            var pids: Int?
+        }
+        struct Filesystem: Decodable {
+            var tmpSize: UInt64
+        }
+        var network: Network
+        var limits: Limits
+        var filesystem: Filesystem
+
+        init(_ s: SandboxSpec) {
+            network = Network(mode: s.network.mode, proxyPort: s.network.proxyPort)
+            limits = Limits(memoryBytes: s.limits.memoryBytes, cpus: s.limits.cpus, pids: s.limits.pids)
+            filesystem = Filesystem(tmpSize: s.filesystem.tmpSize)
+        }
+    }
+
     static func tokenJSON(_ t: TokenRecord) -> [String: Any] {
         [
             "id": t.id, "role": t.role.rawValue, "name": t.name, "created_at": Supervisor.timestamp(t.createdAt),
@@ -501,7 +529,7 @@ public struct ControlAPI: Sendable {
     }
 
     static func meta(_ r: SealedRecord) -> [String: Any] {
-        (try? JSONSerialization.jsonObject(with: Data(r.meta.utf8)) as? [String: Any]) ?? [:]
+        JSONResponse.object(r.meta)
     }
 
     static func snapshotJSON(_ r: SealedRecord) -> [String: Any] {

@@ -1,3 +1,4 @@
+import AirlockAudit
 import Foundation
 import GRDB
 
@@ -123,9 +124,71 @@ extension TokenRecord: FetchableRecord, PersistableRecord {
     public static let databaseTableName = "token"
 }
 
+/// Written and read column by column rather than through `Codable` (which encoded every
+/// field through a keyed container and was a visible part of a create's cost). The format is
+/// the one `Codable` wrote: labels and cgroup directories as JSON text, dates as GRDB's
+/// datetime text, the state as its raw value.
 extension SandboxRecord: FetchableRecord, PersistableRecord {
     public static let databaseTableName = "sandbox"
-    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.useDefaultKeys
+
+    public init(row: Row) throws {
+        let state: String = row["state"]
+        guard let s = SandboxState(rawValue: state) else {
+            throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "sandbox \(row["id"] as String? ?? "?") has an unknown state '\(state)'")
+        }
+        self.init(
+            id: row["id"], host: row["host"], profile: row["profile"], labels: try Self.stringMap(row["labels"]), state: s,
+            stopReason: row["stopReason"], createdAt: row["createdAt"], stoppedAt: row["stoppedAt"], ttlSeconds: row["ttlSeconds"],
+            idleTimeoutSeconds: row["idleTimeoutSeconds"], maxExecs: row["maxExecs"], execCount: row["execCount"],
+            lastActivityAt: row["lastActivityAt"], spec: row["spec"], workspacePath: row["workspacePath"],
+            workspaceMounted: row["workspaceMounted"], airlockDirectory: row["airlockDirectory"],
+            cgroupDirectories: try Self.strings(row["cgroupDirectories"]), helperPID: row["helperPID"], persist: row["persist"],
+            workspaceID: row["workspaceID"], principal: row["principal"], usage: row["usage"])
+    }
+
+    public func encode(to container: inout PersistenceContainer) {
+        container["id"] = id
+        container["host"] = host
+        container["profile"] = profile
+        container["labels"] = JSONValue.object(labels.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }).encoded()
+        container["state"] = state.rawValue
+        container["stopReason"] = stopReason
+        container["createdAt"] = createdAt
+        container["stoppedAt"] = stoppedAt
+        container["ttlSeconds"] = ttlSeconds
+        container["idleTimeoutSeconds"] = idleTimeoutSeconds
+        container["maxExecs"] = maxExecs
+        container["execCount"] = execCount
+        container["lastActivityAt"] = lastActivityAt
+        container["spec"] = spec
+        container["workspacePath"] = workspacePath
+        container["workspaceMounted"] = workspaceMounted
+        container["airlockDirectory"] = airlockDirectory
+        container["cgroupDirectories"] = JSONValue.array(cgroupDirectories.map { .string($0) }).encoded()
+        container["helperPID"] = helperPID
+        container["persist"] = persist
+        container["workspaceID"] = workspaceID
+        container["principal"] = principal
+        container["usage"] = usage
+    }
+
+    static func stringMap(_ text: String) throws -> [String: String] {
+        guard case .object(let pairs) = try JSONParser.parse(text) else { throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "labels are not a JSON object") }
+        var out: [String: String] = [:]
+        for (k, v) in pairs {
+            guard case .string(let s) = v else { throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "label \(k) is not a string") }
+            out[k] = s
+        }
+        return out
+    }
+
+    static func strings(_ text: String) throws -> [String] {
+        guard case .array(let items) = try JSONParser.parse(text) else { throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "cgroup directories are not a JSON array") }
+        return try items.map { v in
+            guard case .string(let s) = v else { throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "a cgroup directory is not a string") }
+            return s
+        }
+    }
 }
 
 extension SealedRecord: FetchableRecord, PersistableRecord {

@@ -86,11 +86,13 @@ public final class ExecRun: Sendable {
         let timedOut = Flag()
 
         // stdin: written on its own thread (a command that does not read it must not block
-        // the reader), then closed.
+        // the reader), then closed; none at all is end of file at once.
         let stdinFD = inPipe[1]
-        if !ThreadBox({
+        if stdin.isEmpty {
+            close(stdinFD)
+        } else if !ThreadBox({
             _ = fcntl(stdinFD, F_SETFL, fcntl(stdinFD, F_GETFL) & ~O_NONBLOCK)
-            if !stdin.isEmpty { _ = POSIXIO.writeAll(stdinFD, stdin) }
+            _ = POSIXIO.writeAll(stdinFD, stdin)
             close(stdinFD)
         }).start() { close(stdinFD) }
 

@@ -184,7 +184,7 @@ public final class Supervisor: Sendable {
             var record = SandboxRecord(
                 id: warm.id, host: settings.hostname, profile: req.profile, labels: req.labels, state: .running, createdAt: now,
                 ttlSeconds: ttl, idleTimeoutSeconds: req.idleTimeout, maxExecs: req.maxExecs, lastActivityAt: now,
-                spec: Self.json(warm.spec), workspacePath: warm.area?.path, workspaceMounted: warm.area?.mounted ?? false,
+                spec: warm.specJSON, workspacePath: warm.area?.path, workspaceMounted: warm.area?.mounted ?? false,
                 principal: principal)
             record.helperPID = warm.service.helperPID
             record.cgroupDirectories = warm.service.cgroup?.directories ?? []
@@ -343,23 +343,19 @@ public final class Supervisor: Sendable {
         }
         sb.runningExecs.withLock { $0 += 1 }
         record.execCount = count
-        let store = self.store
+        // Exec counts and activity live in memory while the sandbox runs (recovery reaps, it
+        // needs neither); the store gets them with the final record.
         let run: ExecRun
         do {
             run = try ExecRun.start(in: sb.service, request: request, stdin: p.stdin, timeout: timeout) { outcome in
                 sb.runningExecs.withLock { $0 -= 1 }
-                let r = sb.record.withLock { r in
-                    r.lastActivityAt = Date()
-                    return r
-                }
-                try? store.updateSandbox(r)
+                sb.record.withLock { $0.lastActivityAt = Date() }
                 onEnd(outcome)
             }
         } catch {
             sb.runningExecs.withLock { $0 -= 1 }
             throw error
         }
-        try? store.updateSandbox(sb.record.withLock { $0 })
         run.recorded = recording("control.exec", record, principal: principal, [
             ("process.command_args", .array(p.command.map { .string($0) })), ("airlock.exec.timeout_seconds", .double(timeout)),
         ])

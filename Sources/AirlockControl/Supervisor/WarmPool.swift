@@ -9,6 +9,8 @@ struct WarmSandbox: Sendable {
     let id: String
     let service: ServiceSandbox
     let spec: SandboxSpec
+    /// The spec as the store keeps it, encoded while building rather than when claimed.
+    let specJSON: String
     let area: WorkspaceArea?
     let built: Date
 }
@@ -109,6 +111,6 @@ extension Supervisor {
             area?.remove()
             return nil
         }
-        return WarmSandbox(id: id, service: started, spec: spec, area: area, built: Date())
+        return WarmSandbox(id: id, service: started, spec: spec, specJSON: Self.json(spec), area: area, built: Date())
     }
 }

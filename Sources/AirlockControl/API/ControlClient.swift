@@ -69,7 +69,9 @@ public struct ControlClient: Sendable {
 
         /// Sends one request; a connection the daemon closed while idle is replaced once,
         /// and only when not a byte of the reply had arrived (so nothing is sent twice that
-        /// the daemon had started to answer).
+        /// the daemon had started to answer). A daemon closes an idle connection without
+        /// reading what raced the close, so the one request sent twice would be one the
+        /// daemon read and then died on before answering.
         public func request(
             _ method: String, _ path: String, body: [UInt8]? = nil, contentType: String = "application/json",
             headers extra: [(String, String)] = [], timeout: Double = 60

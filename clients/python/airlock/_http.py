@@ -1,7 +1,20 @@
 """HTTP transport: http.client over a Unix socket, or TCP with optional TLS.
 
-One connection per request: the transport holds no shared connection, so a
-client can be used from several threads at once (which the async wrapper does).
+Connections are kept alive (HTTP/1.1) and reused. A :class:`Transport` keeps a
+small pool of idle connections behind a lock: each request takes one (or opens
+a new one) and owns it alone until its answer has been read to the end, then
+puts it back; so a client can be used from several threads at once (which the
+async wrapper does). At most :data:`MAX_IDLE` idle connections are kept; extra
+ones are closed. A connection goes back to the pool only when its answer was
+read completely and the daemon did not answer ``Connection: close``; a stream
+closed before its end closes its connection.
+
+An idle connection the daemon has closed in the meantime is noticed before it
+is used, or, when the daemon closed it while the request was on its way, by a
+failure before any byte of the answer arrived: such a request is sent once more,
+on a new connection. A request on a new connection, or one whose answer had
+started to arrive, is never sent again. ``Transport.close()`` (``Airlock.close()``
+or leaving its ``with`` block) closes the idle connections.
 """
 
 from __future__ import annotations
@@ -9,12 +22,14 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import select
 import socket
 import ssl
+import threading
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote, urlsplit
 
 from ._version import __version__
@@ -27,6 +42,9 @@ from .errors import (
 )
 
 Query = Sequence[Tuple[str, str]]
+
+MAX_IDLE = 4
+"""How many idle keep-alive connections a :class:`Transport` keeps at most."""
 
 _HINT = (
     "Is `airlock serve` running? Start it with `airlock serve`, or point the client "
@@ -54,8 +72,39 @@ def default_socket_path() -> str:
     return os.path.join(state, "airlock", "airlock.sock")
 
 
+class _NoAnswer(Exception):
+    """The connection failed before a single byte of the answer arrived.
+
+    ``cause`` is the failure (a reset, a broken pipe, or
+    :class:`http.client.RemoteDisconnected` for an end of stream).
+    """
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class _Response(http.client.HTTPResponse):
+    """An HTTPResponse that tells "nothing arrived" apart from a cut answer."""
+
+    def begin(self) -> None:
+        if self.headers is None and self.fp is not None:
+            # Wait for the first byte of the status line without consuming it.
+            try:
+                first = self.fp.peek(1)
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                raise _NoAnswer(exc) from exc
+            if not first:
+                raise _NoAnswer(
+                    http.client.RemoteDisconnected("Remote end closed connection without response")
+                )
+        super().begin()
+
+
 class _UnixHTTPConnection(http.client.HTTPConnection):
     """An HTTPConnection whose transport is a Unix stream socket."""
+
+    response_class = _Response
 
     def __init__(self, path: str, timeout: Optional[float]) -> None:
         super().__init__("localhost", timeout=timeout)
@@ -70,6 +119,33 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
             sock.close()
             raise
         self.sock = sock
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    response_class = _Response
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    response_class = _Response
+
+
+def _dropped(sock: Optional[socket.socket]) -> bool:
+    """True when an idle connection is unusable: closed, or readable (the daemon
+    closed its side, or sent something nobody asked for)."""
+    if sock is None:
+        return True
+    try:
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        poll = getattr(select, "poll", None)
+        if poll is not None:
+            p = poll()
+            p.register(sock, select.POLLIN)
+            return bool(p.poll(0))
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable)
+    except (OSError, ValueError):
+        return True
 
 
 @dataclass
@@ -118,6 +194,9 @@ class Transport:
     ) -> None:
         self.token = token
         self.timeout = timeout
+        self._lock = threading.Lock()
+        self._idle: List[http.client.HTTPConnection] = []
+        self._pid = os.getpid()
         self.user_agent = user_agent or f"airlock-python/{__version__}"
         self.socket_path: Optional[str] = None
         self.url: Optional[str] = None
@@ -174,10 +253,62 @@ class Transport:
         if self.socket_path is not None:
             return _UnixHTTPConnection(self.socket_path, timeout)
         if self._ssl is not None:
-            return http.client.HTTPSConnection(
-                self._host, self._port, timeout=timeout, context=self._ssl
-            )
-        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+            return _HTTPSConnection(self._host, self._port, timeout=timeout, context=self._ssl)
+        return _HTTPConnection(self._host, self._port, timeout=timeout)
+
+    def _checkout(
+        self, timeout: Optional[float], fresh: bool = False
+    ) -> Tuple[http.client.HTTPConnection, bool]:
+        """An idle connection (``True``: reused) or a new one (``False``)."""
+        while not fresh:
+            with self._lock:
+                if self._pid != os.getpid():
+                    # A forked child must not share its parent's connections.
+                    self._idle, self._pid = [], os.getpid()
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                break
+            if _dropped(conn.sock):
+                conn.close()
+                continue
+            conn.timeout = timeout
+            try:
+                conn.sock.settimeout(timeout)
+            except OSError:
+                conn.close()
+                continue
+            return conn, True
+        return self._connection(timeout), False
+
+    def _release(
+        self,
+        conn: http.client.HTTPConnection,
+        resp: http.client.HTTPResponse,
+        reusable: bool = True,
+    ) -> None:
+        """Put ``conn`` back in the pool if its answer was read to the end and
+        it may be reused; close it otherwise."""
+        if reusable and resp.isclosed() and not resp.will_close and conn.sock is not None:
+            with self._lock:
+                if len(self._idle) < MAX_IDLE and self._pid == os.getpid():
+                    self._idle.append(conn)
+                    return
+        resp.close()
+        conn.close()
+
+    def close(self) -> None:
+        """Close the idle connections (the transport stays usable)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def __del__(self) -> None:
+        # A client dropped without close(): release its sockets now, quietly.
+        try:
+            self.close()
+        except Exception:
+            pass
 
     def _headers(
         self, accept: str, content_type: Optional[str], extra: Optional[Mapping[str, str]]
@@ -249,27 +380,45 @@ class Transport:
         accept: str,
         timeout: Optional[float],
         headers: Optional[Mapping[str, str]],
-    ) -> Tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        conn = self._connection(timeout)
+    ) -> Tuple[http.client.HTTPConnection, http.client.HTTPResponse, bool]:
+        """Send the request; return the connection, the answer (status and
+        headers read) and whether the connection may be reused afterwards."""
         target = self._base_path + path + encode_query(query)
         hdrs = self._headers(accept, content_type, headers)
-        try:
+        fresh = False
+        while True:
+            conn, reused = self._checkout(timeout, fresh)
             try:
-                conn.request(method, target, body=body, headers=hdrs)
-            except (BrokenPipeError, ConnectionResetError) as exc:
-                # The daemon may refuse a large body (413) before reading it and
-                # close its side: its answer can still be waiting to be read.
                 try:
-                    return conn, conn.getresponse()
-                except Exception:
-                    raise exc from None
-            return conn, conn.getresponse()
-        except AirlockError:
-            conn.close()
-            raise
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            raise self._connect_error(exc, timeout) from exc
+                    conn.request(method, target, body=body, headers=hdrs)
+                except (BrokenPipeError, ConnectionResetError) as exc:
+                    # The daemon may refuse a large body (413) before reading it and
+                    # close its side: its answer can still be waiting to be read.
+                    # The request was cut short: the connection is not reused.
+                    try:
+                        return conn, conn.getresponse(), False
+                    except _NoAnswer:
+                        raise _NoAnswer(exc) from None
+                    except Exception:
+                        raise exc from None
+                return conn, conn.getresponse(), True
+            except _NoAnswer as exc:
+                conn.close()
+                if reused:
+                    # An idle connection the daemon closed while the request was
+                    # on its way: send it once more, on a new connection.
+                    fresh = True
+                    continue
+                raise self._connect_error(exc.cause, timeout) from exc.cause
+            except AirlockError:
+                conn.close()
+                raise
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                raise self._connect_error(exc, timeout) from exc
+            except BaseException:
+                conn.close()
+                raise
 
     def request(
         self,
@@ -289,7 +438,7 @@ class Transport:
             body = json.dumps(json_body, separators=(",", ":")).encode("utf-8")
             content_type = "application/json"
         eff_timeout = self.timeout if timeout is None else timeout
-        conn, resp = self._send(
+        conn, resp, reusable = self._send(
             method,
             path,
             query=query,
@@ -302,9 +451,13 @@ class Transport:
         try:
             data = resp.read()
         except (OSError, http.client.HTTPException) as exc:
+            reusable = False
             raise self._connect_error(exc, eff_timeout) from exc
+        except BaseException:
+            reusable = False
+            raise
         finally:
-            conn.close()
+            self._release(conn, resp, reusable)
         if resp.status >= 400:
             raise error_from_response(resp.status, data, resp.headers, resp.reason)
         return Response(resp.status, resp.reason, resp.headers, data)
@@ -325,7 +478,7 @@ class Transport:
             body = json.dumps(json_body, separators=(",", ":")).encode("utf-8")
             content_type = "application/json"
         eff_timeout = self.timeout if timeout is None else timeout
-        conn, resp = self._send(
+        conn, resp, reusable = self._send(
             method,
             path,
             query=None,
@@ -339,15 +492,32 @@ class Transport:
             try:
                 data = resp.read()
             except (OSError, http.client.HTTPException) as exc:
+                reusable = False
                 raise self._connect_error(exc, eff_timeout) from exc
+            except BaseException:
+                reusable = False
+                raise
             finally:
-                conn.close()
+                self._release(conn, resp, reusable)
             raise error_from_response(resp.status, data, resp.headers, resp.reason)
-        return LineStream(self, conn, resp, eff_timeout)
+        return LineStream(self, conn, resp, eff_timeout, reusable)
+
+
+def _end(resp: http.client.HTTPResponse) -> None:
+    """After ``read1`` returned nothing: mark the answer as read to its end.
+
+    ``read1`` leaves a ``Content-Length`` answer open when it stops at the
+    length; ``read()`` then returns at once and closes it."""
+    if not resp.isclosed():
+        resp.read()
 
 
 class LineStream:
-    """The lines of a streamed answer, read as they arrive (chunked or not)."""
+    """The lines of a streamed answer, read as they arrive (chunked or not).
+
+    Its connection goes back to the transport's pool once the answer has been
+    read to its end; :meth:`close` before that closes the connection.
+    """
 
     def __init__(
         self,
@@ -355,9 +525,11 @@ class LineStream:
         conn: http.client.HTTPConnection,
         resp: http.client.HTTPResponse,
         timeout: Optional[float] = None,
+        reusable: bool = True,
     ) -> None:
         self._transport = transport
         self._timeout = timeout
+        self._reusable = reusable
         self._conn: Optional[http.client.HTTPConnection] = conn
         self._resp: Optional[http.client.HTTPResponse] = resp
         self.status = resp.status
@@ -385,6 +557,8 @@ class LineStream:
                     # read1: whatever has arrived (at most the current chunk),
                     # blocking only until at least one byte is there.
                     data = resp.read1(65536)
+                    if not data:
+                        _end(resp)
                 except (OSError, http.client.HTTPException) as exc:
                     raise self._transport._connect_error(exc, self._timeout) from exc
                 if not data:
@@ -396,11 +570,40 @@ class LineStream:
         finally:
             self.close()
 
+    def finish(self, wait: float = 1.0) -> None:
+        """End the stream when the caller expects no more lines: read what is
+        left of the answer (its end, normally already on its way), waiting at
+        most ``wait`` seconds for each piece, so that the connection can be
+        reused. If more data, an error or the wait comes instead, the
+        connection is closed."""
+        resp, conn = self._resp, self._conn
+        if resp is None or conn is None:
+            return
+        try:
+            if conn.sock is not None:
+                limit = wait if self._timeout is None else min(wait, self._timeout)
+                conn.sock.settimeout(limit)
+            while True:
+                data = resp.read1(65536)
+                if not data:
+                    _end(resp)
+                    break
+                if data.strip():
+                    break  # lines nobody will read: close() closes the connection
+        except Exception:
+            self._reusable = False
+        self.close()
+
     def close(self) -> None:
+        """Give the connection back when the answer was read to its end, else
+        close it."""
         resp, conn = self._resp, self._conn
         self._resp = self._conn = None
-        if resp is not None:
-            resp.close()
-        if conn is not None:
-            conn.close()
+        if resp is None or conn is None:
+            if resp is not None:
+                resp.close()
+            if conn is not None:
+                conn.close()
+            return
+        self._transport._release(conn, resp, self._reusable)
 

@@ -298,6 +298,7 @@ class AsyncAirlock:
         return f"AsyncAirlock({self.endpoint!r})"
 
     async def close(self) -> None:
+        """Close the idle keep-alive connections (see :meth:`Airlock.close`)."""
         self.sync.close()
 
     async def __aenter__(self) -> "AsyncAirlock":

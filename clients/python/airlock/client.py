@@ -67,8 +67,10 @@ class Airlock:
     ``timeout`` (seconds, ``None`` for none) bounds connecting and each
     answer; commands get their own timeout on top of it.
 
-    Each request uses its own connection, so one client may be shared by
-    threads. ``close()`` and ``with`` exist for symmetry; nothing is held open.
+    Connections are kept alive and reused: each request takes an idle
+    connection (or opens one) for itself and puts it back once its answer has
+    been read, so one client may be shared by threads. Up to four idle
+    connections are kept; ``close()`` (or leaving a ``with`` block) closes them.
     """
 
     def __init__(
@@ -125,7 +127,11 @@ class Airlock:
         return f"Airlock({self.endpoint!r})"
 
     def close(self) -> None:
-        """Nothing to release (one connection per request); kept for symmetry."""
+        """Close the idle keep-alive connections.
+
+        The client stays usable: a later request opens a new connection.
+        """
+        self._transport.close()
 
     def __enter__(self) -> "Airlock":
         return self

@@ -334,9 +334,10 @@ class ExecStream:
       ``signal``, ``timed_out``, ``duration_ms``, ``ok``, ``check()``).
     - :meth:`wait` skips whatever output is left and returns the exit.
 
-    The connection is closed when the stream ends, on :meth:`close`, or when
-    used as a context manager (``with sb.exec_stream(...) as stream:``).
-    Closing it before the end makes the daemon stop the command.
+    Once the exit record has been read, the connection goes back to the
+    client's pool of keep-alive connections. Closing the stream before that
+    (:meth:`close`, or leaving ``with sb.exec_stream(...) as stream:``) closes
+    the connection, and the daemon then stops the command.
     """
 
     def __init__(self, lines: "LineStream", command: List[str]) -> None:
@@ -364,6 +365,9 @@ class ExecStream:
                     yield ExecChunk(str(kind), decoders[str(kind)].decode(raw), raw)
                 elif kind == "exit":
                     self._result = ExecExit.from_json(record, command=self.command)
+                    # The exit is the last record: read the end of the answer so
+                    # that the connection can be reused.
+                    self._lines.finish()
                     for name, dec in decoders.items():
                         rest = dec.decode(b"", final=True)
                         if rest:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -64,6 +65,7 @@ class Recorded:
     query: List[Tuple[str, str]]
     headers: Dict[str, str]
     body: bytes
+    connection: int = 0  # which connection (1, 2, ... in the order accepted) carried it
 
     def json(self) -> Any:
         return json.loads(self.body.decode("utf-8"))
@@ -73,8 +75,21 @@ Handler = Callable[["_Handler", Recorded], None]
 
 
 class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+    protocol_version = "HTTP/1.1"  # keep-alive: the client reuses its connections
     server: Any
+
+    def setup(self) -> None:
+        # Headers and body go out in separate writes: without TCP_NODELAY, Nagle and
+        # the client's delayed ACK hold each answer on a reused TCP connection ~40 ms.
+        self.disable_nagle_algorithm = self.server.fake.kind == "tcp"
+        super().setup()
+        self.connection_id = self.server.fake._opened(self)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.fake._closed(self)
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet, and Unix-socket safe
         pass
@@ -96,6 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
             query=parse_qsl(parts.query, keep_blank_values=True),
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
+            connection=self.connection_id,
         )
         fake.requests.append(rec)
         if route is None:
@@ -151,10 +167,14 @@ class _QuietErrors:
 class _UnixServer(_QuietErrors, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = True
+    # A full backlog fails a Unix socket connect at once (EAGAIN): room for the
+    # threads of the concurrency tests.
+    request_queue_size = 64
 
 
 class _TCPServer(_QuietErrors, ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64
 
 
 class FakeDaemon:
@@ -164,6 +184,9 @@ class FakeDaemon:
         self.kind = kind
         self.routes: Dict[Tuple[str, str], Handler] = {}
         self.requests: List[Recorded] = []
+        self.connections = 0  # accepted so far
+        self._open: Dict[int, _Handler] = {}
+        self._lock = threading.Lock()
         self.server: socketserver.BaseServer
         if kind == "unix":
             self.socket_path = str(directory / "airlock.sock")
@@ -183,6 +206,44 @@ class FakeDaemon:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    # -- connections -----------------------------------------------------------
+
+    def _opened(self, handler: _Handler) -> int:
+        with self._lock:
+            self.connections += 1
+            self._open[self.connections] = handler
+            return self.connections
+
+    def _closed(self, handler: _Handler) -> None:
+        with self._lock:
+            self._open.pop(handler.connection_id, None)
+
+    def open_connections(self) -> List[int]:
+        """The ids of the connections the server has not closed yet."""
+        with self._lock:
+            return sorted(self._open)
+
+    def hang_up_idle(self) -> None:
+        """Close every open connection (call it when no request is in flight), as
+        a daemon does with keep-alive connections idle for too long."""
+        with self._lock:
+            handlers = list(self._open.values())
+        for h in handlers:
+            h.close_connection = True
+            try:
+                h.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def wait_closed(self, connection: int, timeout: float = 5.0) -> bool:
+        """Wait until the server has seen ``connection`` close."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if connection not in self.open_connections():
+                return True
+            time.sleep(0.01)
+        return False
 
     # -- registering answers --------------------------------------------------
 

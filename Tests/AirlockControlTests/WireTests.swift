@@ -103,6 +103,23 @@ import Glibc
         #expect(server.accepted == 3)
         #expect(server.requests == ["GET /one", "GET /two", "POST /three", "POST /four"])
     }
+
+    @Test("replies without a body need no framing; an unframed reply ends with its connection")
+    func framing() throws {
+        let server = try ScriptedServer(replies: [
+            ["HTTP/1.1 204 No Content\r\n\r\n", "HTTP/1.1 200 OK\r\n\r\nuntil\0 the end", nil],
+            ["HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext", nil],
+        ])
+        defer { server.stop() }
+        let connection = ControlClient(socket: server.path).connection()
+        #expect(try connection.request("DELETE", "/token").status == 204)
+        let unframed = try connection.request("GET", "/unframed")
+        #expect(unframed.text == "until the end")
+        // That connection ended with the reply: the next request opens a new one.
+        #expect(try connection.request("GET", "/next").text == "next")
+        #expect(server.accepted == 2)
+        #expect(server.requests == ["DELETE /token", "GET /unframed", "GET /next"])
+    }
 }
 
 /// A Unix-socket server that answers by script: one list of replies per connection, in order;
@@ -137,7 +154,11 @@ final class ScriptedServer: @unchecked Sendable {
                     guard let reply else { break }
                     guard let request = readRequest(c) else { break }
                     lock.lock(); seen.append(request); lock.unlock()
-                    _ = Array(reply.utf8).withUnsafeBytes { send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                    // A NUL splits a reply into parts sent 50 ms apart.
+                    for (i, part) in reply.split(separator: "\0", omittingEmptySubsequences: false).enumerated() {
+                        if i > 0 { usleep(50_000) }
+                        _ = Array(part.utf8).withUnsafeBytes { send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                    }
                 }
                 close(c)
             }

@@ -39,32 +39,22 @@ public struct ControlClient: Sendable {
         _ method: String, _ path: String, body: [UInt8]? = nil, contentType: String = "application/json",
         headers extra: [(String, String)] = [], timeout: Double = 60
     ) throws(AirlockError) -> Reply {
-        let fd = try connect()
-        defer { close(fd) }
-        Self.setTimeout(fd, timeout)
-        let werr = Self.send(fd, message(method, path, body: body, contentType: contentType, headers: extra, keepAlive: false))
-        guard werr == 0 else { throw systemError("write", werr, "cannot send the request to the airlock daemon") }
-        var data: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0, errno == EINTR { continue }
-            if n < 0 { throw systemError("read", errno, "no reply from the airlock daemon") }
-            if n == 0 { break }
-            data += buf[0..<n]
-        }
-        return try Self.parse(data)
+        try Connection(self, keepAlive: false).request(method, path, body: body, contentType: contentType, headers: extra, timeout: timeout)
     }
 
     /// A keep-alive connection: requests one after another on one socket, as an HTTP
     /// client library does. Used by one thread at a time.
-    public func connection() -> Connection { Connection(self) }
+    public func connection() -> Connection { Connection(self, keepAlive: true) }
 
     public final class Connection {
         let client: ControlClient
+        let keepAlive: Bool
         private var fd: Int32 = -1
 
-        init(_ client: ControlClient) { self.client = client }
+        init(_ client: ControlClient, keepAlive: Bool) {
+            self.client = client
+            self.keepAlive = keepAlive
+        }
         deinit { if fd >= 0 { close(fd) } }
 
         /// Sends one request; a connection the daemon closed while idle is replaced once,
@@ -79,46 +69,52 @@ public struct ControlClient: Sendable {
             let reused = fd >= 0
             if !reused { fd = try client.connect() }
             ControlClient.setTimeout(fd, timeout)
-            let out = client.message(method, path, body: body, contentType: contentType, headers: extra, keepAlive: true)
+            let out = client.message(method, path, body: body, contentType: contentType, headers: extra, keepAlive: keepAlive)
             let werr = ControlClient.send(fd, out)
             var data: [UInt8] = []
-            if werr == 0 { data = try readReply() }
+            var closed = false
+            if werr == 0 { (data, closed) = try readReply() }
             if data.isEmpty {
-                close(fd)
-                fd = -1
+                drop()
                 guard reused else {
-                    throw werr != 0 ? systemError("write", werr, "cannot send the request to the airlock daemon")
-                        : AirlockError(.system, "the airlock daemon closed the connection without answering")
+                    throw werr != 0 ? systemError("write", werr, "cannot send the request to the airlock daemon (is it shutting down?)")
+                        : AirlockError(.system, "the airlock daemon closed the connection without answering; see its log")
                 }
                 return try request(method, path, body: body, contentType: contentType, headers: extra, timeout: timeout)
             }
             let reply = try ControlClient.parse(data)
-            if reply.headers["connection"]?.lowercased() == "close" {
-                close(fd)
-                fd = -1
-            }
+            if closed || !keepAlive || reply.headers["connection"]?.lowercased() == "close" { drop() }
             return reply
         }
 
-        /// Reads exactly one reply (Content-Length or chunked); empty if the daemon closed
-        /// the connection before answering.
-        private func readReply() throws(AirlockError) -> [UInt8] {
+        private func drop() {
+            close(fd)
+            fd = -1
+        }
+
+        /// Reads exactly one reply: framed by Content-Length or chunks, or — neither — up to
+        /// the end of the connection (`closed`). Empty if the daemon closed the connection
+        /// before answering.
+        private func readReply() throws(AirlockError) -> (data: [UInt8], closed: Bool) {
             var data: [UInt8] = []
             var buf = [UInt8](repeating: 0, count: 65536)
             while true {
                 if let end = ControlClient.messageEnd(data) {
-                    guard end == data.count else { throw AirlockError(.system, "the airlock daemon sent more than one reply") }
-                    return data
+                    guard end == data.count else { throw AirlockError(.system, "the airlock daemon sent more than it announced in its reply; is another server listening on its socket?") }
+                    return (data, false)
                 }
                 let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
                 if n < 0, errno == EINTR { continue }
                 // A closed idle connection reads as EOF, or as a reset when the request was
                 // still unread in the daemon's socket.
-                if n < 0, errno == ECONNRESET, data.isEmpty { return [] }
+                if n < 0, errno == ECONNRESET, data.isEmpty { return ([], true) }
                 if n < 0 { throw systemError("read", errno, "no reply from the airlock daemon") }
                 if n == 0 {
-                    guard data.isEmpty else { throw AirlockError(.system, "the airlock daemon closed the connection in the middle of its reply") }
-                    return []
+                    if data.isEmpty { return ([], true) }
+                    guard ControlClient.headerEnd(data) != nil, ControlClient.framing(data).unframed else {
+                        throw AirlockError(.system, "the airlock daemon closed the connection in the middle of its reply; see its log")
+                    }
+                    return (data, true)
                 }
                 data += buf[0..<n]
             }
@@ -157,19 +153,30 @@ public struct ControlClient: Sendable {
         return out
     }
 
-    /// Where the first complete HTTP reply in `data` ends, if it is complete.
-    static func messageEnd(_ data: [UInt8]) -> Int? {
-        guard let end = headerEnd(data) else { return nil }
-        let head = String(decoding: data[..<end], as: UTF8.self).lowercased()
-        let start = end + 4
+    /// How a reply's body is delimited: its length, chunks, or — unframed — the end of the
+    /// connection. 1xx, 204 and 304 replies have no body at all.
+    static func framing(_ data: [UInt8]) -> (length: Int?, chunked: Bool, unframed: Bool) {
+        guard let end = headerEnd(data) else { return (nil, false, false) }
+        let lines = String(decoding: data[..<end], as: UTF8.self).lowercased().split(separator: "\r\n")
+        let status = lines.first.flatMap { $0.split(separator: " ").dropFirst().first.flatMap { Int($0) } } ?? 0
         var length: Int?
         var chunked = false
-        for line in head.split(separator: "\r\n") {
+        for line in lines.dropFirst() {
             if line.hasPrefix("content-length:") { length = Int(line.dropFirst(15).trimmingCharacters(in: .whitespaces)) }
             if line.hasPrefix("transfer-encoding:"), line.contains("chunked") { chunked = true }
         }
-        if let length { return data.count >= start + length ? start + length : nil }
-        guard chunked else { return data.count }  // no framing: the body ends with the connection
+        if status / 100 == 1 || status == 204 || status == 304 { length = 0 }
+        return (length, chunked, length == nil && !chunked)
+    }
+
+    /// Where the first complete HTTP reply in `data` ends, if it is complete (an unframed one
+    /// is complete only when the connection ends).
+    static func messageEnd(_ data: [UInt8]) -> Int? {
+        guard let end = headerEnd(data) else { return nil }
+        let start = end + 4
+        let f = framing(data)
+        if let length = f.length { return data.count >= start + length ? start + length : nil }
+        guard f.chunked else { return nil }
         var i = start
         while true {
             guard let crlf = (i..<max(i, data.count - 1)).first(where: { data[$0] == 13 && data[$0 + 1] == 10 }) else { return nil }

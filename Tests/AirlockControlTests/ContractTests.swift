@@ -32,6 +32,9 @@ extension ControlSuite {
             return (p.terminationStatus, String(decoding: data, as: UTF8.self))
         }
 
+        // pytest's temporary files go under the daemon's scratch state directory (removed by
+        // `finish`), never /tmp: a first run on a clean machine would otherwise create
+        // /tmp/pytest-of-<user> and fail the host-unchanged check.
         @Test("the Python SDK's tests pass against a real airlock serve (Unix socket and TCP)")
         func pythonSDK() throws {
             let port = Int.random(in: 20000...40000)
@@ -39,12 +42,12 @@ extension ControlSuite {
             defer { d.finish() }
             let sdk = Self.root + "/clients/python"
             let (unix, unixOut) = try Self.python(
-                ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], environment: ["AIRLOCK_SOCKET": d.socket], cwd: sdk, timeout: 600)
+                ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", d.state + "/pytest-unix", "tests"], environment: ["AIRLOCK_SOCKET": d.socket], cwd: sdk, timeout: 600)
             #expect(unix == 0, "\(unixOut.suffix(4000))")
             #expect(unixOut.contains("passed") && !unixOut.contains(" skipped"), "the integration tests must run, not skip: \(unixOut.suffix(2000))")
             let token = try d.token("operator")
             let (tcp, tcpOut) = try Self.python(
-                ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_integration.py"],
+                ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", d.state + "/pytest-tcp", "tests/test_integration.py"],
                 environment: ["AIRLOCK_URL": "http://127.0.0.1:\(port)", "AIRLOCK_TOKEN": token], cwd: sdk, timeout: 600)
             #expect(tcp == 0, "\(tcpOut.suffix(4000))")
         }

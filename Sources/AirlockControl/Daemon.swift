@@ -78,10 +78,7 @@ public enum Daemon {
         let vault = try Vault.open(keyFile: o.stateDirectory + "/master.key")
         let log = try AuditLog.open(AuditLog.Options(directory: o.stateDirectory + "/audit"))
         var policy: PolicyDocument?
-        if let file = o.policyFile {
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw AirlockError(.usage, "cannot read the policy file \(file)") }
-            policy = try Policy.load(text, file: file)
-        }
+        if let file = o.policyFile { policy = try PolicyFile.load(file) }
         var settings = DaemonSettings(stateDirectory: o.stateDirectory, hostname: hostName(), environment: o.environment)
         settings.environment["HOME"] = settings.environment["HOME"] ?? "/"
         settings.maxFileBytes = o.maxFileBytes

@@ -1,4 +1,5 @@
 import AirlockAudit
+import AirlockControl
 import AirlockCore
 import AirlockDLP
 import AirlockTelemetry
@@ -7,13 +8,12 @@ import Synchronization
 import Glibc
 #endif
 
-/// Where a run's events go: stamped with who started it, redacted (the run's secret
-/// values in every encoding the DLP scanner knows, and any credential it
-/// recognises), then written to the audit log, the `--events` file and the
-/// telemetry exporters. The audit log is on by default and fails closed: a run whose
+/// Where a run's events go: the shared `EventPipeline` (stamped with who started it,
+/// redacted, fanned out) over the audit log, the `--events` file and the telemetry
+/// exporters. The audit log is on by default and fails closed: a run whose
 /// events cannot be recorded does not start.
 final class RunAudit {
-    let sink: any EventSink
+    let sink: EventPipeline
     private let log: AuditLog?
     private let traces: OTLPTraceSink?
     private let metrics: MetricsSink?
@@ -32,11 +32,6 @@ final class RunAudit {
     }
 
     init(_ s: Settings) throws(AirlockError) {
-        let scanner = DLPScanner(secrets: s.secrets)
-        for name in scanner.ignoredSecrets {
-            printError("airlock: warning: secret \(name) is shorter than \(DLPScanner.minimumSecretLength) bytes: it cannot be told apart from ordinary text and is NOT redacted from events")
-        }
-        let redact: @Sendable (String) -> String = { scanner.redact($0) }
         var sinks: [any EventSink] = []
         metricsFile = s.metricsFile
         let metrics = s.metricsFile == nil ? nil : MetricsSink()
@@ -59,14 +54,15 @@ final class RunAudit {
                 failures.add()
                 printError("airlock: error: the audit log could not record an event: \(error)")
             }
-            do { log = try AuditLog.open(o) } catch {
+            let opened: AuditLog
+            do { opened = try AuditLog.open(o) } catch {
                 throw AirlockError(
                     .sandboxSetup,
                     "cannot open the audit log \(dir): \(error.message); fix it, choose another with --audit-dir or AIRLOCK_AUDIT_DIR, or pass --no-audit to run unrecorded",
                     cause: error.cause)
             }
-            for line in log!.openReport { printError("airlock: audit: \(line)") }
-            sinks.append(log!)
+            for line in opened.openReport { printError("airlock: audit: \(line)") }
+            log = opened
         }
         if let file = s.eventsFile {
             do { sinks.append(try JSONLinesSink(path: file)) } catch {
@@ -76,7 +72,10 @@ final class RunAudit {
         }
         if let traces { sinks.append(traces) }
         if let metrics { sinks.append(metrics) }
-        sink = StampingSink(identity: s.identity, redact: redact, next: FanOutSink(sinks))
+        sink = EventPipeline(identity: s.identity, secrets: s.secrets, log: log, sinks: sinks)
+        for name in sink.ignoredSecrets {
+            printError("airlock: warning: secret \(name) is shorter than \(DLPScanner.minimumSecretLength) bytes: it cannot be told apart from ordinary text and is NOT redacted from events")
+        }
     }
 
     /// Seals the log (shutdown checkpoint). Returns false if anything could not be recorded.
@@ -94,22 +93,6 @@ final class RunAudit {
             }
         }
         return ok && failures.count == 0
-    }
-}
-
-/// Adds the run's identity (the runtime knows only the instance) and redacts.
-struct StampingSink: EventSink {
-    let identity: Identity
-    let redact: @Sendable (String) -> String
-    let next: any EventSink
-
-    func emit(_ event: AuditEvent) {
-        var e = event
-        e.identity.session = e.identity.session ?? identity.session
-        e.identity.workflow = e.identity.workflow ?? identity.workflow
-        e.identity.agent = e.identity.agent ?? identity.agent
-        e.identity.principal = e.identity.principal ?? identity.principal
-        next.emit(e.redacted(redact))
     }
 }
 

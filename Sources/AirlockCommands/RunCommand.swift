@@ -96,19 +96,15 @@ struct RunCommand: ParsableCommand {
         // Secrets: the profile's bindings and --secret values, loaded before anything starts.
         let loadedSecrets: [GatewaySecret]
         do throws(AirlockError) {
-            loadedSecrets = try RunEgress.loadSecrets(spec, flags: try secrets(hostEnv), environment: hostEnv)
+            loadedSecrets = try SandboxSecrets.load(into: &spec, flags: try secrets(hostEnv), environment: hostEnv)
         } catch { throw fail(error) }
-        for s in loadedSecrets where s.placeholder == nil && spec.secrets.contains(where: { $0.name == s.name }) {
-            spec.environment.removeAll { $0.name == s.name }
-            spec.environment.append(EnvironmentVariable(s.name, s.value))
-        }
 
         let audit: RunAudit
         do {
             audit = try RunAudit(RunAudit.Settings(
                 auditDirectory: auditDir.map(AuditCommand.absolute), noAudit: noAudit, eventsFile: events, metricsFile: metricsFile,
                 identity: Identity(instance: "", session: session, workflow: workflow, agent: agent, principal: principal ?? "uid:\(getuid())"),
-                secrets: loadedSecrets.map { Secret(name: $0.name, value: $0.value) }, environment: hostEnv))
+                secrets: SandboxSecrets.redactable(loadedSecrets), environment: hostEnv))
         } catch { throw fail(error) }
         let sink = audit.sink
         var logger = Logger(label: "airlock")

@@ -84,7 +84,10 @@ public enum Daemon {
         settings.maxFileBytes = o.maxFileBytes
         settings.maxArchiveBytes = o.maxArchiveBytes
         settings.maxSandboxes = o.maxSandboxes
-        let supervisor = Supervisor(settings: settings, store: store, vault: vault, audit: log, policy: policy, logger: logger)
+        // Every event the daemon records passes through one pipeline (each sandbox's derived
+        // from it): redacted the same way as `airlock run`'s.
+        let events = EventPipeline(log: log)
+        let supervisor = Supervisor(settings: settings, store: store, vault: vault, audit: events, policy: policy, logger: logger)
         let reaped = await supervisor.recover()
         if !reaped.isEmpty { logger.warning("reaped \(reaped.count) sandbox(es) left by an earlier daemon: \(reaped.joined(separator: ", "))") }
 
@@ -111,7 +114,7 @@ public enum Daemon {
                     throw AirlockError(.usage, "--insecure-http serves tokens in clear text and is allowed only on a loopback address (127.0.0.1, ::1)")
                 }
                 printError("airlock serve: WARNING: --insecure-http: the API on \(listen) is plain HTTP (loopback only); use TLS anywhere else")
-                log.emit(AuditEvent(type: "control.insecure_http", instance: "", attributes: [("server.address", .string(listen))]))
+                events.emit(AuditEvent(type: "control.insecure_http", instance: "", attributes: [("server.address", .string(listen))]))
                 services.append(Application(router: router, configuration: config, onServerRunning: { _ in printError("airlock serve: listening on http://\(listen)") }, logger: logger))
             } else {
                 guard let cert = o.tlsCertificate, let key = o.tlsKey else {

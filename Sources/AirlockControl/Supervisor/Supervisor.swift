@@ -1,5 +1,6 @@
 import AirlockAudit
 import AirlockCore
+import AirlockDLP
 import AirlockEgress
 import AirlockPolicy
 import AirlockRuntime
@@ -41,7 +42,8 @@ public final class Supervisor: Sendable {
     let settings: DaemonSettings
     let store: any ControlStore
     let vault: Vault
-    let audit: any EventSink
+    /// The daemon's own events; each sandbox's go through `LiveSandbox.events`, derived from it.
+    let audit: EventPipeline
     let logger: Logger
     private let policyDocument: Mutex<PolicyDocument?>
     let live = Mutex<[String: LiveSandbox]>([:])
@@ -49,7 +51,7 @@ public final class Supervisor: Sendable {
     let warm = Mutex<[String: [WarmSandbox]]>([:])
     let runner: SandboxRunner
 
-    public init(settings: DaemonSettings, store: any ControlStore, vault: Vault, audit: any EventSink, policy: PolicyDocument?, logger: Logger) {
+    public init(settings: DaemonSettings, store: any ControlStore, vault: Vault, audit: EventPipeline, policy: PolicyDocument?, logger: Logger) {
         self.settings = settings
         self.store = store
         self.vault = vault
@@ -72,6 +74,8 @@ public final class Supervisor: Sendable {
         let spec: SandboxSpec
         let egress: RunEgress?
         let workspace: WorkspaceArea?
+        /// Its events: its identity stamped, its secrets and every credential shape redacted.
+        let events: EventPipeline
         let record: Mutex<SandboxRecord>
         let stopping = Mutex<String?>(nil)
         let finished = OneShot()
@@ -79,12 +83,16 @@ public final class Supervisor: Sendable {
         /// The profile's environment allowlist (names an exec may set).
         let envAllowed: Set<String>
 
-        init(id: String, service: ServiceSandbox, spec: SandboxSpec, egress: RunEgress?, workspace: WorkspaceArea?, record: SandboxRecord, envAllowed: Set<String>) {
+        init(
+            id: String, service: ServiceSandbox, spec: SandboxSpec, egress: RunEgress?, workspace: WorkspaceArea?, events: EventPipeline,
+            record: SandboxRecord, envAllowed: Set<String>
+        ) {
             self.id = id
             self.service = service
             self.spec = spec
             self.egress = egress
             self.workspace = workspace
+            self.events = events
             self.record = Mutex(record)
             self.envAllowed = envAllowed
         }
@@ -95,9 +103,23 @@ public final class Supervisor: Sendable {
 
     // MARK: Events
 
-    /// Records a control-plane event and returns once it is durable.
+    /// Records a control-plane event (queued; durable shortly after). An event about a
+    /// running sandbox goes through that sandbox's pipeline, so its secrets are redacted too.
     func emit(_ type: String, _ record: SandboxRecord?, principal: String, _ attributes: [(String, JSONValue)] = [], instance: String? = nil) {
-        audit.emit(event(type, record, principal: principal, attributes, instance: instance))
+        events(for: instance ?? record?.id).emit(event(type, record, principal: principal, attributes, instance: instance))
+    }
+
+    /// The pipeline of a running sandbox, or the daemon's own.
+    func events(for id: String?) -> EventPipeline {
+        guard let id, !id.isEmpty, let sb = liveSandbox(id) else { return audit }
+        return sb.events
+    }
+
+    /// A new sandbox's pipeline.
+    func events(sandbox id: String, labels: [String: String], principal: String, secrets: [Secret]) -> EventPipeline {
+        audit.sandbox(
+            identity: Identity(instance: id, session: labels["session"], workflow: labels["workflow"], agent: labels["agent"], principal: principal),
+            secrets: secrets)
     }
 
     /// Records an event without waiting: it is queued (in order) at once, and the returned
@@ -105,13 +127,10 @@ public final class Supervisor: Sendable {
     /// before they answer, so an answer never precedes its record.
     func recording(_ type: String, _ record: SandboxRecord?, principal: String, _ attributes: [(String, JSONValue)] = []) -> Task<Void, Never> {
         let e = event(type, record, principal: principal, attributes, instance: nil)
-        guard let log = audit as? AuditLog else {
-            audit.emit(e)
-            return Task {}
-        }
+        let pipeline = events(for: record?.id)
         let logger = self.logger
         return Task {
-            do { _ = try await log.append(e) } catch { logger.error("the audit log could not record \(type): \(error)") }
+            do { try await pipeline.record(e) } catch { logger.error("the audit log could not record \(type): \(error)") }
         }
     }
 
@@ -182,7 +201,7 @@ public final class Supervisor: Sendable {
         {
             let now = Date()
             var record = SandboxRecord(
-                id: warm.id, host: settings.hostname, profile: req.profile, labels: req.labels, state: .running, createdAt: now,
+                id: warm.id, host: settings.hostname, profile: req.profile, labels: Self.redacted(req.labels, audit), state: .running, createdAt: now,
                 ttlSeconds: ttl, idleTimeoutSeconds: req.idleTimeout, maxExecs: req.maxExecs, lastActivityAt: now,
                 spec: warm.specJSON, workspacePath: warm.area?.path, workspaceMounted: warm.area?.mounted ?? false,
                 principal: principal)
@@ -193,7 +212,9 @@ public final class Supervisor: Sendable {
                 throw Problem.internalError("the store refused the new sandbox: \(error)")
             }
             return await register(
-                LiveSandbox(id: warm.id, service: warm.service, spec: warm.spec, egress: nil, workspace: warm.area, record: record, envAllowed: allowedEnv),
+                LiveSandbox(
+                    id: warm.id, service: warm.service, spec: warm.spec, egress: nil, workspace: warm.area,
+                    events: events(sandbox: warm.id, labels: record.labels, principal: principal, secrets: []), record: record, envAllowed: allowedEnv),
                 principal: principal)
         }
 
@@ -203,31 +224,34 @@ public final class Supervisor: Sendable {
         if wsMode != .none {
             do { area = try WorkspaceArea.make(under: settings.workspacesDirectory, id: id, size: diskBytes) } catch { throw Problem.from(error) }
         }
-        let spec: SandboxSpec
+        var spec: SandboxSpec
+        let secrets: [GatewaySecret]
         do {
             spec = try daemonSpec(RunRequest(
                 profile: req.profile, policy: policy, command: ["/bin/true"], workspace: area?.path,
                 env: req.env.sorted { $0.key < $1.key }.map { EnvironmentVariable($0.key, $0.value) },
                 wallClock: .seconds(ttl + 2), memory: req.memory, cpus: req.cpus, pids: req.pids, disk: req.disk,
                 currentDirectory: "/", hostEnvironment: settings.environment))
+            // The same secrets as `airlock run`: bound ones as placeholders, the others set as
+            // themselves; all of them redacted from this sandbox's events.
+            secrets = try SandboxSecrets.load(into: &spec, flags: [], environment: settings.environment)
         } catch {
             area?.remove()
             throw Problem.from(error)
         }
+        let events = events(sandbox: id, labels: req.labels, principal: principal, secrets: SandboxSecrets.redactable(secrets))
+        let labels = Self.redacted(req.labels, events)
         let now = Date()
         var record = SandboxRecord(
-            id: id, host: settings.hostname, profile: req.profile, labels: req.labels, state: .running, createdAt: now,
+            id: id, host: settings.hostname, profile: req.profile, labels: labels, state: .running, createdAt: now,
             ttlSeconds: ttl, idleTimeoutSeconds: req.idleTimeout, maxExecs: req.maxExecs, lastActivityAt: now,
-            spec: Self.json(spec), workspacePath: area?.path, workspaceMounted: area?.mounted ?? false, persist: req.persist,
+            spec: Self.json(Self.stored(spec, events)), workspacePath: area?.path, workspaceMounted: area?.mounted ?? false, persist: req.persist,
             workspaceID: req.workspace, principal: principal)
 
         // Egress: the sandbox's own gateway on its own airlock socket.
         var egress: RunEgress?
         if spec.network.mode == .proxied {
-            do {
-                let secrets = try RunEgress.loadSecrets(spec, flags: [], environment: settings.environment)
-                egress = try RunEgress(spec: spec, instance: id, secrets: secrets, sink: audit, environment: settings.environment)
-            } catch {
+            do { egress = try RunEgress(spec: spec, instance: id, secrets: secrets, sink: events, environment: settings.environment) } catch {
                 area?.remove()
                 throw Problem.from(error)
             }
@@ -239,7 +263,9 @@ public final class Supervisor: Sendable {
             area?.remove()
             throw Problem.internalError("the store refused the new sandbox: \(error)")
         }
-        let runner = self.runner
+        var sandboxRunner = self.runner
+        sandboxRunner.events = events
+        let runner = sandboxRunner
         let directory = egress?.directory
         let launchSpec = spec
         let started: Result<ServiceSandbox, AirlockError> = await Blocking.run {
@@ -255,13 +281,13 @@ public final class Supervisor: Sendable {
             area?.remove()
             // The caller never got this sandbox: no record of it stays (the failure is audited).
             try? store.deleteSandbox(id: id)
-            emit("control.sandbox.create_failed", record, principal: principal, [("airlock.error", .string(error.description))])
+            events.emit(event("control.sandbox.create_failed", record, principal: principal, [("airlock.error", .string(error.description))], instance: nil))
             throw Problem.from(error)
         }
         record.helperPID = service.helperPID
         record.cgroupDirectories = service.cgroup?.directories ?? []
         try? store.updateSandbox(record)
-        let sandbox = LiveSandbox(id: id, service: service, spec: spec, egress: egress, workspace: area, record: record, envAllowed: allowedEnv)
+        let sandbox = LiveSandbox(id: id, service: service, spec: spec, egress: egress, workspace: area, events: events, record: record, envAllowed: allowedEnv)
         _ = await register(sandbox, principal: principal)
         if let restoreFrom {
             do { try await restore(restoreFrom, into: sandbox) } catch {
@@ -304,6 +330,20 @@ public final class Supervisor: Sendable {
         }
         await recorded.value
         return record
+    }
+
+    /// The spec as the store keeps it: the values of its environment redacted like its events
+    /// (a secret set as itself, or a credential passed in `env`, never reaches the disk).
+    static func stored(_ spec: SandboxSpec, _ events: EventPipeline) -> SandboxSpec {
+        var s = spec
+        s.environment = spec.environment.map { EnvironmentVariable($0.name, events.redact($0.value)) }
+        return s
+    }
+
+    /// Labels as the store keeps and the API shows them: a credential (or one of the
+    /// sandbox's secrets) put in a label is redacted like it is in events.
+    static func redacted(_ labels: [String: String], _ events: EventPipeline) -> [String: String] {
+        labels.mapValues { events.redact($0) }
     }
 
     static func json<T: Encodable>(_ v: T) -> String {

@@ -111,6 +111,6 @@ extension Supervisor {
             area?.remove()
             return nil
         }
-        return WarmSandbox(id: id, service: started, spec: spec, specJSON: Self.json(spec), area: area, built: Date())
+        return WarmSandbox(id: id, service: started, spec: spec, specJSON: Self.json(Self.stored(spec, audit)), area: area, built: Date())
     }
 }

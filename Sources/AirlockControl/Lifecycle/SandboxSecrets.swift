@@ -1,0 +1,27 @@
+import AirlockCore
+import AirlockDLP
+import AirlockEgress
+
+/// The secrets of one sandbox, loaded before anything of it starts, the same way for
+/// `airlock run` and `airlock serve`: the profile's bindings (`env:` / `file:`) and the
+/// run's `--secret` values.
+///
+/// A secret bound to hosts (`inject`) is in the sandbox's environment as a placeholder that
+/// only the egress gateway turns into the value, on requests to those hosts. One without
+/// `inject` is set in the sandbox's environment as itself: the profile asked for it. Either
+/// way its value is redacted from every event (`EventPipeline`).
+public enum SandboxSecrets {
+    public static func load(into spec: inout SandboxSpec, flags: [Secret], environment: [String: String]) throws(AirlockError) -> [GatewaySecret] {
+        let loaded = try RunEgress.loadSecrets(spec, flags: flags, environment: environment)
+        for s in loaded where s.placeholder == nil && spec.secrets.contains(where: { $0.name == s.name }) {
+            spec.environment.removeAll { $0.name == s.name }
+            spec.environment.append(EnvironmentVariable(s.name, s.value))
+        }
+        return loaded
+    }
+
+    /// What the event pipeline redacts.
+    public static func redactable(_ loaded: [GatewaySecret]) -> [Secret] {
+        loaded.map { Secret(name: $0.name, value: $0.value) }
+    }
+}

@@ -16,26 +16,42 @@ import Glibc
 /// Layout: `<base>/<96 random bits, hex>/` (0755) in a base directory others cannot list
 /// (`/run/airlock`, 0711, as root; `$XDG_RUNTIME_DIR/airlock` or `/tmp/airlock-<uid>`,
 /// 0700, otherwise). The random part keeps other host users from guessing the socket.
+///
+/// Beside each directory, `<name>.lock` (0600, outside what the sandbox sees) is held with
+/// an exclusive `flock` by the process serving it for as long as it lives. A process that
+/// dies, even by `kill -9`, releases it; the next `RunEgress` in the same base directory
+/// takes the lock of every such leftover and removes it. A lock that cannot be taken
+/// belongs to a live run and is left alone, so the reaping never races a live sandbox.
 public final class RunEgress: @unchecked Sendable {
     public let directory: String
     public let gateway: EgressGateway
     private var stopped = false
+    private let base: String
+    private let name: String
+    private let lockFD: Int32
 
     public init(spec: SandboxSpec, instance: String, secrets: [GatewaySecret], sink: any EventSink, environment: [String: String]) throws(AirlockError) {
         let base = try Self.baseDirectory(environment)
+        Self.reapLeftovers(in: base)
         var random = [UInt8](repeating: 0, count: 12)
         guard random.withUnsafeMutableBytes({ airlock_random($0.baseAddress, 12) }) == 0 else {
             throw AirlockError(.sandboxSetup, "cannot read random bytes for the airlock directory name")
         }
-        directory = base + "/" + random.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        let name = random.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        self.base = base
+        self.name = name
+        directory = base + "/" + name
         // A Unix socket path holds at most 107 bytes.
         guard (directory + "/egress.sock").utf8.count <= 107 else {
             throw AirlockError(
                 .sandboxSetup,
                 "the egress socket path under \(base) would be longer than a Unix socket allows (107 bytes); set XDG_RUNTIME_DIR to a shorter directory")
         }
+        lockFD = try Self.ownerLock(base: base, name: name)
         guard mkdir(directory, 0o755) == 0, chmod(directory, 0o755) == 0 else {
-            throw AirlockError(.sandboxSetup, "cannot create the sandbox's airlock directory \(directory)", cause: String(cString: strerror(errno)))
+            let cause = String(cString: strerror(errno))
+            Self.release(base: base, name: name, lockFD: lockFD)
+            throw AirlockError(.sandboxSetup, "cannot create the sandbox's airlock directory \(directory)", cause: cause)
         }
         do {
             gateway = try EgressGateway(GatewayConfiguration(instance: instance, network: spec.network, secrets: secrets), events: sink)
@@ -46,6 +62,7 @@ public final class RunEgress: @unchecked Sendable {
             try gateway.start(socketPath: directory + "/egress.sock")
         } catch {
             Self.remove(directory)
+            Self.release(base: base, name: name, lockFD: lockFD)
             throw error
         }
     }
@@ -56,6 +73,7 @@ public final class RunEgress: @unchecked Sendable {
         stopped = true
         gateway.stop()
         Self.remove(directory)
+        Self.release(base: base, name: name, lockFD: lockFD)
     }
 
     deinit { stop() }
@@ -141,5 +159,78 @@ public final class RunEgress: @unchecked Sendable {
     private static func remove(_ dir: String) {
         for name in ["egress.sock", "ca.pem", "ca-bundle.pem"] { unlink(dir + "/" + name) }
         rmdir(dir)
+    }
+
+    // MARK: Ownership and leftovers
+
+    /// Creates `<name>.lock` already locked: an anonymous file (`O_TMPFILE`) is locked, then
+    /// linked in, so a reaper never sees it unlocked. Returns its descriptor (close-on-exec).
+    static func ownerLock(base: String, name: String) throws(AirlockError) -> Int32 {
+        // O_TMPFILE is a C macro Swift does not import: __O_TMPFILE (the same on every Linux
+        // architecture Swift supports) with O_DIRECTORY.
+        let tmpFile: Int32 = 0o2000_0000 | O_DIRECTORY
+        let fd = open(base, tmpFile | O_RDWR | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw AirlockError(.sandboxSetup, "cannot create the owner lock of an airlock directory in \(base) (O_TMPFILE)", cause: String(cString: strerror(errno)))
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0, linkat(AT_FDCWD, "/proc/self/fd/\(fd)", AT_FDCWD, base + "/" + name + ".lock", AT_SYMLINK_FOLLOW) == 0 else {
+            let cause = String(cString: strerror(errno))
+            close(fd)
+            throw AirlockError(.sandboxSetup, "cannot create the owner lock \(base)/\(name).lock", cause: cause)
+        }
+        return fd
+    }
+
+    private static func release(base: String, name: String, lockFD: Int32) {
+        unlink(base + "/" + name + ".lock")
+        close(lockFD)
+    }
+
+    /// Removes every airlock directory in `base` whose owner is provably dead: its
+    /// `<name>.lock` can be locked. Works on descriptors beneath `base` (which only this
+    /// user can write) and never follows a symbolic link.
+    public static func reapLeftovers(in base: String) {
+        let dfd = open(base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard dfd >= 0 else { return }
+        defer { close(dfd) }
+        for entry in directoryEntries(dfd) where entry.hasSuffix(".lock") {
+            let name = String(entry.dropLast(5))
+            guard !name.isEmpty, !name.contains("/") else { continue }
+            let lfd = openat(dfd, entry, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            guard lfd >= 0 else { continue }
+            defer { close(lfd) }
+            guard flock(lfd, LOCK_EX | LOCK_NB) == 0 else { continue }  // its owner lives
+            var st = stat()
+            // Unlinked meanwhile by its owner's own teardown, or by another reaper.
+            guard fstat(lfd, &st) == 0, st.st_nlink > 0 else { continue }
+            removeDirectory(name, beneath: dfd)
+            _ = unlinkat(dfd, entry, 0)
+        }
+    }
+
+    /// Removes `<dfd>/<name>` and the files in it, without following links.
+    private static func removeDirectory(_ name: String, beneath dfd: Int32) {
+        let sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if sub >= 0 {
+            for entry in directoryEntries(sub) { _ = unlinkat(sub, entry, 0) }
+            close(sub)
+        }
+        _ = unlinkat(dfd, name, AT_REMOVEDIR)
+    }
+
+    /// The names in a directory (not `.` and `..`), read from a duplicate of `fd`.
+    private static func directoryEntries(_ fd: Int32) -> [String] {
+        let dup = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard dup >= 0, let dir = fdopendir(dup) else {
+            if dup >= 0 { close(dup) }
+            return []
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let e = readdir(dir) {
+            let n = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if n != ".", n != ".." { names.append(n) }
+        }
+        return names
     }
 }

@@ -98,6 +98,9 @@ extension Supervisor {
             if let pid = r.helperPID { Self.reapHelper(pid) }
             for dir in r.cgroupDirectories.reversed() { Self.removeCgroup(dir) }
             if let dir = r.airlockDirectory {
+                // Its owner (the daemon that died) no longer holds its lock.
+                RunEgress.reapLeftovers(in: String(dir[..<(dir.lastIndex(of: "/") ?? dir.startIndex)]))
+                // One made by an earlier version has no lock: removed by its known contents.
                 for name in ["egress.sock", "ca.pem", "ca-bundle.pem"] { unlink(dir + "/" + name) }
                 rmdir(dir)
             }

@@ -37,8 +37,7 @@ enum Explain {
         if let m = l.memoryBytes { limits.append("memory \(Units.formatBytes(m)) (swap included)") }
         if let c = l.cpus { limits.append("cpus \(c)") }
         if let p = l.pids { limits.append("pids \(p)") }
-        limits.append("/tmp \(Units.formatBytes(spec.filesystem.tmpSize))")
-        limits.append("home \(Units.formatBytes(spec.filesystem.homeSize))")
+        limits.append("disk \(Units.formatBytes(spec.filesystem.tmpSize)) (/tmp, $HOME and /dev/shm together)")
         limits.append("open files \(l.openFiles)")
         if let f = l.fileSize { limits.append("file size \(Units.formatBytes(f))") }
         limits.append("no core dumps")

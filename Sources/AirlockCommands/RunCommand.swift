@@ -49,7 +49,7 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Maximum number of processes and threads.", valueName: "N"))
     var pids: String?
 
-    @Option(name: .long, help: ArgumentHelp("Size of the writable /tmp (the disk budget), e.g. 1G.", valueName: "SIZE"))
+    @Option(name: .long, help: ArgumentHelp("The disk budget: /tmp, $HOME and /dev/shm together, e.g. 1G.", valueName: "SIZE"))
     var disk: String?
 
     @Option(name: .long, help: ArgumentHelp("Also append JSON-lines events to this file.", valueName: "FILE"))

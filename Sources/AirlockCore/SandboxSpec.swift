@@ -114,10 +114,9 @@ public struct FilesystemSpec: Sendable, Equatable, Codable {
     public var workspace: WorkspaceGrant?
     /// Extra bind mounts granted by the profile or `--mount`.
     public var mounts: [MountGrant]
-    /// Size of the `/tmp` tmpfs (the disk budget of the sandbox).
+    /// The disk budget of the sandbox: the size of the one scratch tmpfs that holds
+    /// `/tmp`, `$HOME` and `/dev/shm` together.
     public var tmpSize: UInt64
-    /// Size of the `$HOME` tmpfs.
-    public var homeSize: UInt64
     /// Host `/etc` entries made visible (read-only). Everything else in `/etc` is absent.
     public var etcEntries: [String]
     /// System trees bound read-only from the host (`/usr`, `/bin`, `/lib*`, `/sbin`, …).
@@ -125,13 +124,12 @@ public struct FilesystemSpec: Sendable, Equatable, Codable {
 
     public init(
         workspace: WorkspaceGrant? = nil, mounts: [MountGrant] = [], tmpSize: UInt64 = 1 << 30,
-        homeSize: UInt64 = 256 << 20, etcEntries: [String] = FilesystemSpec.defaultEtc,
+        etcEntries: [String] = FilesystemSpec.defaultEtc,
         systemPaths: [String] = FilesystemSpec.defaultSystemPaths
     ) {
         self.workspace = workspace
         self.mounts = mounts
         self.tmpSize = tmpSize
-        self.homeSize = homeSize
         self.etcEntries = etcEntries
         self.systemPaths = systemPaths
     }

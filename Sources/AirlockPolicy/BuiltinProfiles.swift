@@ -15,7 +15,6 @@ enum BuiltinProfiles {
             filesystem:
               workspace: rw
               tmp_size: 1G
-              home_size: 256M
             network:
               mode: none
             environment:
@@ -44,7 +43,6 @@ enum BuiltinProfiles {
             filesystem:
               workspace: ro
               tmp_size: 256M
-              home_size: 64M
             network:
               mode: none
             environment:

@@ -19,7 +19,6 @@ import AirlockCore
 ///       mounts:
 ///         - { source: /opt/tools, target: /opt/tools, mode: ro }   # mode: ro (default) | rw
 ///       tmp_size: 1G              # size of /tmp (the disk budget); same as limits.disk
-///       home_size: 256M           # size of the home tmpfs
 ///       etc: [gitconfig]          # extra names under /etc made visible, added to the built-in list
 ///     network:
 ///       mode: proxied             # none (default: loopback only) | proxied (through the egress gateway)

@@ -22,7 +22,7 @@ struct PolicyReader {
         "description", "extends", "runtime", "user", "filesystem", "network", "environment", "limits",
         "syscalls", "landlock", "cgroups", "alerts", "monitor", "secrets",
     ]
-    static let filesystemKeys = ["workspace", "deny", "mounts", "tmp_size", "home_size", "etc"]
+    static let filesystemKeys = ["workspace", "deny", "mounts", "tmp_size", "etc"]
     static let mountKeys = ["source", "target", "mode"]
     static let environmentKeys = ["pass", "set"]
     static let limitsKeys = ["wall_clock", "memory", "cpus", "pids", "disk", "open_files", "file_size"]
@@ -142,7 +142,12 @@ struct PolicyReader {
             let entries = mappingEntries(
                 node, field: "filesystem", expecting: "a mapping with the keys \(Self.filesystemKeys.joined(separator: ", "))")
         else { return fs }
-        let known = checkKeys(entries, allowed: Self.filesystemKeys, in: "filesystem")
+        // A retired key gets its own message rather than "unknown key": a separate home budget
+        // let a sandbox write more scratch than its disk budget.
+        for entry in entries where entry.name == "home_size" {
+            error(entry.key, "filesystem.home_size is gone: $HOME shares the disk budget (limits.disk, the same as filesystem.tmp_size) with /tmp and /dev/shm; remove home_size and size limits.disk for all three")
+        }
+        let known = checkKeys(entries.filter { $0.name != "home_size" }, allowed: Self.filesystemKeys, in: "filesystem")
         if let v = known["workspace"]?.value {
             fs.workspace = readEnum(v, field: "filesystem.workspace", WorkspaceMode.self)
         }
@@ -151,7 +156,6 @@ struct PolicyReader {
         }
         if let v = known["mounts"]?.value { fs.mounts = readMounts(v) }
         if let v = known["tmp_size"]?.value { fs.tmpSize = readBytes(v, field: "filesystem.tmp_size") }
-        if let v = known["home_size"]?.value { fs.homeSize = readBytes(v, field: "filesystem.home_size") }
         if let v = known["etc"]?.value {
             fs.etc = readStringList(v, field: "filesystem.etc") { PathRules.etcEntryProblem($0) }
         }

@@ -62,21 +62,20 @@ public struct Profile: Sendable, Equatable {
         public var deny: [String]?
         /// Replaces the parent's list.
         public var mounts: [MountGrant]?
-        /// Size of `/tmp` in bytes; the same budget as ``Limits/disk``.
+        /// The scratch budget in bytes (`/tmp`, `$HOME` and `/dev/shm` together); the same
+        /// budget as ``Limits/disk``.
         public var tmpSize: UInt64?
-        public var homeSize: UInt64?
         /// Added to ``FilesystemSpec/defaultEtc``; adds to the parent's.
         public var etc: [String]?
 
         public init(
             workspace: WorkspaceMode? = nil, deny: [String]? = nil, mounts: [MountGrant]? = nil,
-            tmpSize: UInt64? = nil, homeSize: UInt64? = nil, etc: [String]? = nil
+            tmpSize: UInt64? = nil, etc: [String]? = nil
         ) {
             self.workspace = workspace
             self.deny = deny
             self.mounts = mounts
             self.tmpSize = tmpSize
-            self.homeSize = homeSize
             self.etc = etc
         }
     }
@@ -177,7 +176,6 @@ public struct Profile: Sendable, Equatable {
         m.filesystem.workspace = cf.workspace ?? pf.workspace
         m.filesystem.deny = adding(pf.deny, cf.deny)
         m.filesystem.mounts = cf.mounts ?? pf.mounts
-        m.filesystem.homeSize = cf.homeSize ?? pf.homeSize
         m.filesystem.etc = adding(pf.etc, cf.etc)
 
         m.environment.pass = child.environment.pass ?? parent.environment.pass

@@ -107,7 +107,6 @@ public enum Resolver {
         let user = profile.user ?? .agent
         var filesystem = FilesystemSpec(workspace: workspace, mounts: mounts)
         filesystem.tmpSize = r.disk ?? profile.diskBudget ?? filesystem.tmpSize
-        filesystem.homeSize = profile.filesystem.homeSize ?? filesystem.homeSize
         filesystem.etcEntries = Profile.adding(FilesystemSpec.defaultEtc, profile.filesystem.etc) ?? FilesystemSpec.defaultEtc
 
         return SandboxSpec(

@@ -280,6 +280,10 @@ static void op_simple(const struct al_record *r) {
         if (sys_mount_setattr(AT_FDCWD, to, 0, &attr) < 0) al_fail("mounts", errno, "make %s read-only", dst);
         break;
     }
+    case AL_UNMOUNT:
+        if (umount2(to, MNT_DETACH) < 0) al_fail("mounts", errno, "detach %s", dst);
+        if (rmdir(to) < 0) al_fail("mounts", errno, "remove %s", dst);
+        break;
     }
     free(dst);
 }
@@ -338,7 +342,7 @@ void al_build_root(const struct al_plan *plan, const int *prepared) {
         case AL_BIND: op_bind(r, prepared ? prepared[i] : -1); break;
         case AL_DENY: op_deny(r); break;
         case AL_TMPFS: op_tmpfs(r); break;
-        case AL_PROC: case AL_DEVPTS: case AL_MASK: case AL_REMOUNT_RO: op_simple(r); break;
+        case AL_PROC: case AL_DEVPTS: case AL_MASK: case AL_REMOUNT_RO: case AL_UNMOUNT: op_simple(r); break;
         case AL_DIR: case AL_SYMLINK: case AL_FILE: op_dir_symlink_file(r); break;
         default: break;
         }

@@ -66,6 +66,7 @@ enum al_tag {
     AL_SERVICE = 31,     /* no fields: a long-lived sandbox. fd 7 is a SOCK_SEQPACKET control socket;
                             PID 1 starts no command of its own but runs the execs asked for on it
                             (service.c), and exits, ending the sandbox, when it is closed */
+    AL_UNMOUNT = 32,     /* str dst: detach a staging mount (binds taken from it stay) and rmdir it */
 };
 
 /* AL_BIND flags */

@@ -14,7 +14,6 @@ import Testing
               deny: [secrets/, .env]
               etc: [gitconfig]
               mounts: [{source: /srv/a, target: /mnt/a}]
-              home_size: 32M
             environment:
               pass: [TERM, LANG]
               set: {A: "1", B: "2"}
@@ -42,7 +41,6 @@ import Testing
         #expect(p.description == nil)  // not inherited
         #expect(p.user == .root)
         #expect(p.filesystem.workspace == .ro)
-        #expect(p.filesystem.homeSize == 32 * MiB)
         #expect(p.limits.memory == 2 * GiB)
         #expect(p.limits.cpus == 1)
         #expect(p.limits.pids == 100)

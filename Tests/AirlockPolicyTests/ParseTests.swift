@@ -20,7 +20,6 @@ import Testing
                   mode: rw
                 - { source: /home/alice/datasets, target: /data }
               tmp_size: 2G
-              home_size: 128M
               etc: [gitconfig, npmrc]
             network:
               mode: proxied
@@ -80,7 +79,6 @@ import Testing
                 MountGrant(source: "/home/alice/datasets", destination: "/data", readOnly: true),
             ])
         #expect(p.filesystem.tmpSize == 2 * GiB)
-        #expect(p.filesystem.homeSize == 128 * MiB)
         #expect(p.filesystem.etc == ["gitconfig", "npmrc"])
         #expect(p.network.mode == .proxied)
         #expect(

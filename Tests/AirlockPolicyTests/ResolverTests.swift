@@ -24,7 +24,6 @@ import Testing
         #expect(spec.filesystem.workspace?.denyWrite == WorkspaceGrant.mandatoryDeny)
         #expect(spec.filesystem.mounts.isEmpty)
         #expect(spec.filesystem.tmpSize == GiB)
-        #expect(spec.filesystem.homeSize == 256 * MiB)
         #expect(spec.filesystem.etcEntries == FilesystemSpec.defaultEtc)
         #expect(spec.network.mode == NetworkSpec.Mode.none)
         #expect(spec.limits == Limits(wallClock: .seconds(3600), memoryBytes: 4 * GiB, cpus: 2, pids: 1024, openFiles: 4096, fileSize: nil))
@@ -44,7 +43,6 @@ import Testing
         let spec = try Resolver.resolve(request(profile: "untrusted"))
         #expect(spec.filesystem.workspace?.readOnly == true)
         #expect(spec.filesystem.tmpSize == 256 * MiB)
-        #expect(spec.filesystem.homeSize == 64 * MiB)
         #expect(
             spec.limits
                 == Limits(wallClock: .seconds(300), memoryBytes: 512 * MiB, cpus: 1, pids: 128, openFiles: 1024, fileSize: 256 * MiB))

@@ -63,7 +63,7 @@ import Testing
         (8, 21, "etc entry 'a/b' contains '/'; etc entries are single names directly under /etc"),
         (8, 39, "etc entry 'hostname' is generated for each sandbox"),
         (9, 17, "filesystem.tmp_size: '1X' has unknown size unit 'X': allowed units are K, M, G, T"),
-        (10, 18, "filesystem.home_size must be greater than zero; found '0'"),
+        (10, 7, "filesystem.home_size is gone: $HOME shares the disk budget (limits.disk, the same as filesystem.tmp_size) with /tmp and /dev/shm; remove home_size and size limits.disk for all three"),
         (12, 19, "mount source 'relative/path' is not absolute; mount sources must be absolute, normalized paths"),
         (15, 19, "two mounts have the target '/opt/tools' (the first at line 13, column 19)"),
         (17, 19, "mount target '/workspace/cache' is inside /workspace"),
@@ -134,7 +134,7 @@ import Testing
             found == [
                 "1:1 unknown key 'profile' in the top level; allowed keys: profiles (did you mean 'profiles'?)",
                 "4:5 unknown key 'extend' in profile 'a'; allowed keys: description, extends, runtime, user, filesystem, network, environment, limits, syscalls, landlock, cgroups, alerts, monitor, secrets (did you mean 'extends'?)",
-                "5:18 unknown key 'workspce' in filesystem; allowed keys: workspace, deny, mounts, tmp_size, home_size, etc (did you mean 'workspace'?)",
+                "5:18 unknown key 'workspce' in filesystem; allowed keys: workspace, deny, mounts, tmp_size, etc (did you mean 'workspace'?)",
                 "6:15 unknown key 'mod' in network; allowed keys: mode, allow, deny, inspect_tls, budgets, dlp, hosts, upstream_ca, proxy_port (did you mean 'mode'?)",
                 "7:19 unknown key 'passthrough' in environment; allowed keys: pass, set",
                 "8:14 unknown key 'CPUS' in limits; allowed keys: wall_clock, memory, cpus, pids, disk, open_files, file_size (did you mean 'cpus'?)",

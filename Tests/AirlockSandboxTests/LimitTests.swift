@@ -66,6 +66,24 @@ struct LimitTests {
         }
     }
 
+    /// `--disk` is the sandbox's whole writable scratch: /tmp, $HOME and /dev/shm share it.
+    /// 12 MiB in each of the three would be 36 MiB; with a 16 MiB budget the writes together
+    /// stop at ENOSPC, and what was written adds up to no more than the budget.
+    @Test func diskBudgetIsSharedByTmpHomeAndShm() throws {
+        try Fixture.with { f in
+            let r = try f.sh(
+                """
+                for d in /tmp "$HOME" /dev/shm; do dd if=/dev/zero of="$d/fill" bs=1M count=12 2>&1 | grep -o 'No space left on device'; done
+                echo total=$(( $(stat -c %s /tmp/fill) + $(stat -c %s "$HOME/fill") + $(stat -c %s /dev/shm/fill) ))
+                """,
+                flags: ["--disk", "16M"])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stdout.contains("No space left on device"), "\(r.stdout)")
+            let total = r.stdout.split(separator: "\n").last { $0.hasPrefix("total=") }.flatMap { Int($0.dropFirst(6)) } ?? -1
+            #expect(total > 12 << 20 && total <= 16 << 20, "written in all: \(total) bytes")
+        }
+    }
+
     @Test func cpuSpinIsThrottledToQuota() throws {
         try Fixture.with { f in
             let events = f.workspace + "/../airlock-test-events-\(UUID().uuidString.prefix(6)).jsonl"

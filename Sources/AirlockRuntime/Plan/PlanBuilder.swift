@@ -48,6 +48,8 @@ public struct PlanBuilder: Sendable {
 
     /// Where the airlock directory appears inside the sandbox.
     public static let airlockMountPoint = "/run/airlock"
+    /// Where the scratch tmpfs is staged while its directories are bound into place.
+    static let scratchStaging = "/.airlock-scratch"
     /// The egress gateway's socket, by name within the airlock directory.
     public static let egressSocketName = "egress.sock"
 
@@ -147,17 +149,26 @@ public struct PlanBuilder: Sendable {
         }
         r.append(.devpts("/dev/pts"))
         r.append(.symlink(target: "pts/ptmx", path: "/dev/ptmx"))
-        r.append(.tmpfs(destination: "/dev/shm", size: min(spec.filesystem.tmpSize, 64 << 20), mode: 0o1777, flags: [.noExec]))
         r.append(.symlink(target: "/proc/self/fd", path: "/dev/fd"))
         r.append(.symlink(target: "/proc/self/fd/0", path: "/dev/stdin"))
         r.append(.symlink(target: "/proc/self/fd/1", path: "/dev/stdout"))
         r.append(.symlink(target: "/proc/self/fd/2", path: "/dev/stderr"))
         landlock.append(.landlock(path: "/dev", access: .device, optional: false))
 
-        // Writable scratch space, bounded.
-        r.append(.tmpfs(destination: "/tmp", size: spec.filesystem.tmpSize, mode: 0o1777, flags: []))
+        // Writable scratch space: one tmpfs of the disk budget holds /tmp, $HOME and
+        // /dev/shm, so together they cannot hold more than `limits.disk`. It is mounted at a
+        // staging point, its three directories are bound into place, and the staging mount
+        // is detached.
+        let scratch = Self.scratchStaging
+        r.append(.tmpfs(destination: scratch, size: spec.filesystem.tmpSize, mode: 0o755, flags: []))
+        r.append(.directory(scratch + "/tmp", mode: 0o1777))
+        r.append(.directory(scratch + "/home", mode: 0o700))
+        r.append(.directory(scratch + "/shm", mode: 0o1777))
+        r.append(.bind(source: scratch + "/tmp", destination: "/tmp", flags: [.sourceInSandbox, .noSUID, .noDev]))
+        r.append(.bind(source: scratch + "/home", destination: spec.user.home, flags: [.sourceInSandbox, .noSUID, .noDev]))
+        r.append(.bind(source: scratch + "/shm", destination: "/dev/shm", flags: [.sourceInSandbox, .noSUID, .noDev, .noExec]))
+        r.append(.unmount(scratch))
         landlock.append(.landlock(path: "/tmp", access: .write, optional: false))
-        r.append(.tmpfs(destination: spec.user.home, size: spec.filesystem.homeSize, mode: 0o700, flags: []))
         landlock.append(.landlock(path: spec.user.home, access: .write, optional: false))
 
         // The workspace and its protected paths.

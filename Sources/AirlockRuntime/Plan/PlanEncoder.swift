@@ -19,6 +19,8 @@ public enum PlanRecord: Equatable, Sendable {
     case denyWrite(workspace: String, relativePath: String)
     case mask(String)
     case remountReadOnly(String)
+    /// Detaches a staging mount (lazily: binds taken from it stay) and removes its mount point.
+    case unmount(String)
     case landlock(path: String, access: LandlockAccess, optional: Bool)
     case landlockMode(required: Bool)
     case rlimit(resource: Int32, soft: UInt64, hard: UInt64)
@@ -75,6 +77,7 @@ public enum PlanRecord: Equatable, Sendable {
         case .idmap: 29
         case .egress: 30
         case .service: 31
+        case .unmount: 32
         }
     }
 }
@@ -132,7 +135,7 @@ public enum PlanEncoder {
         case .rootTmpfs(let s): return [u64(s)]
         case .bind(let s, let d, let f): return [try str(s), try str(d), u64(f.rawValue)]
         case .tmpfs(let d, let s, let m, let f): return [try str(d), u64(s), u64(m), u64(f.rawValue)]
-        case .proc(let d), .devpts(let d), .mask(let d), .remountReadOnly(let d):
+        case .proc(let d), .devpts(let d), .mask(let d), .remountReadOnly(let d), .unmount(let d):
             return [try str(d)]
         case .directory(let d, let m): return [try str(d), u64(m)]
         case .symlink(let t, let p): return [try str(t), try str(p)]

@@ -187,9 +187,10 @@ struct RunCommand: ParsableCommand {
 /// Parsing of the numeric `run` flags (the others are parsed by `RunRequest`).
 enum CLIParsing {
     static func cpus(_ s: String) throws(AirlockError) -> Double {
-        guard let v = Double(s), v.isFinite, v > 0, v <= 1024 else {
-            throw AirlockError(.usage, "--cpus '\(s)': write a number of cores greater than 0, e.g. 0.5 or 2")
+        guard let v = Double(s), v.isFinite else {
+            throw AirlockError(.usage, "--cpus '\(s)': write a number of cores from 0.01 to 1024, e.g. 0.5 or 2")
         }
+        if let p = LimitBounds.cpusProblem(v) { throw AirlockError(.usage, "--cpus \(p)") }
         return v
     }
 

@@ -155,7 +155,7 @@ struct PolicyReader {
             fs.deny = readStringList(v, field: "filesystem.deny") { PathRules.denyEntryProblem($0) }
         }
         if let v = known["mounts"]?.value { fs.mounts = readMounts(v) }
-        if let v = known["tmp_size"]?.value { fs.tmpSize = readBytes(v, field: "filesystem.tmp_size") }
+        if let v = known["tmp_size"]?.value { fs.tmpSize = bounded(v, "filesystem.tmp_size", readBytes(v, field: "filesystem.tmp_size"), LimitBounds.diskProblem) }
         if let v = known["etc"]?.value {
             fs.etc = readStringList(v, field: "filesystem.etc") { PathRules.etcEntryProblem($0) }
         }
@@ -273,12 +273,12 @@ struct PolicyReader {
         else { return limits }
         let known = checkKeys(entries, allowed: Self.limitsKeys, in: "limits")
         if let v = known["wall_clock"]?.value { limits.wallClock = readDuration(v, field: "limits.wall_clock") }
-        if let v = known["memory"]?.value { limits.memory = readBytes(v, field: "limits.memory") }
+        if let v = known["memory"]?.value { limits.memory = bounded(v, "limits.memory", readBytes(v, field: "limits.memory"), LimitBounds.memoryProblem) }
         if let v = known["cpus"]?.value { limits.cpus = readCPUs(v, field: "limits.cpus") }
         if let v = known["pids"]?.value {
-            limits.pids = readInteger(v, field: "limits.pids", in: 1...Self.maximumPids, example: "1024")
+            limits.pids = bounded(v, "limits.pids", readInteger(v, field: "limits.pids", in: 0...Int(Int32.max), example: "1024"), LimitBounds.pidsProblem)
         }
-        if let v = known["disk"]?.value { limits.disk = readBytes(v, field: "limits.disk") }
+        if let v = known["disk"]?.value { limits.disk = bounded(v, "limits.disk", readBytes(v, field: "limits.disk"), LimitBounds.diskProblem) }
         if let v = known["open_files"]?.value {
             limits.openFiles = readInteger(v, field: "limits.open_files", in: 1...Self.maximumOpenFiles, example: "4096")
         }
@@ -359,14 +359,20 @@ struct PolicyReader {
     }
 
     mutating func readCPUs(_ node: Node, field: String) -> Double? {
-        let expecting = "a number of cores greater than 0 and at most 1024, such as 2 or 0.5"
+        let expecting = "a number of cores from 0.01 to 1024, such as 2 or 0.5"
         guard let s = scalar(node, field: field, expecting: expecting) else { return nil }
         guard let value = Double(s.string.trimmingSpaces()), value.isFinite else {
             error(node, "\(field) must be \(expecting); found '\(s.string.escapedForMessage)'")
             return nil
         }
-        guard value > 0, value <= 1024 else {
-            error(node, "\(field) must be \(expecting); found \(s.string)")
+        return bounded(node, field, value, LimitBounds.cpusProblem)
+    }
+
+    /// A value read, checked against the limits' one set of bounds (LimitBounds).
+    mutating func bounded<T>(_ node: Node, _ field: String, _ value: T?, _ problem: (T) -> String?) -> T? {
+        guard let value else { return nil }
+        if let p = problem(value) {
+            error(node, "\(field) \(p)")
             return nil
         }
         return value

@@ -100,7 +100,6 @@ public enum Resolver {
         for v in r.env where v.value.unicodeScalars.contains("\0") {
             usage.append("--env: the value of \(v.name) contains a NUL character, which no environment can hold")
         }
-        if r.disk == 0 { usage.append("--disk must be greater than zero") }
         guard usage.isEmpty else { throw AirlockError(.usage, usage.joined(separator: "\n")) }
         let monitor = try resolveMonitor(profile, name: r.profile, limits: limits)
 
@@ -229,14 +228,11 @@ public enum Resolver {
 
     static func resolveLimits(_ r: RunRequest, profile: Profile, problems: inout [String]) -> Limits {
         let p = profile.limits
-        if let w = r.wallClock, w <= .zero { problems.append("--timeout must be greater than zero, e.g. 30m") }
-        if r.memory == 0 { problems.append("--memory must be greater than zero, e.g. 2G") }
-        if let c = r.cpus, !(c.isFinite && c > 0 && c <= 1024) {
-            problems.append("--cpus must be a number of cores greater than 0 and at most 1024, such as 2 or 0.5; found \(c)")
-        }
-        if let n = r.pids, !(1...PolicyReader.maximumPids).contains(n) {
-            problems.append("--pids must be a whole number from 1 to \(PolicyReader.maximumPids); found \(n)")
-        }
+        if let w = r.wallClock, let p = LimitBounds.wallClockProblem(w) { problems.append("--timeout \(p)") }
+        if let m = r.memory, let p = LimitBounds.memoryProblem(m) { problems.append("--memory \(p)") }
+        if let c = r.cpus, let p = LimitBounds.cpusProblem(c) { problems.append("--cpus \(p)") }
+        if let n = r.pids, let p = LimitBounds.pidsProblem(n) { problems.append("--pids \(p)") }
+        if let d = r.disk, let p = LimitBounds.diskProblem(d) { problems.append("--disk \(p)") }
         return Limits(
             wallClock: r.wallClock ?? p.wallClock,
             memoryBytes: r.memory ?? p.memory,

@@ -176,7 +176,11 @@ extension ControlSuite {
             #expect(!detail(notJSON).contains("NSCocoaErrorDomain") && !detail(notJSON).contains("Error Domain"), "no internals in problems")
             let before = try d.json("GET", "/v1/sandboxes").json?["sandboxes"] as? [Any] ?? []
             let impossible = try d.json("POST", "/v1/sandboxes", ["limits": ["memory": "1K"]])
-            #expect(impossible.status >= 400)
+            #expect(impossible.status == 422 && detail(impossible).contains("limits.memory: must be at least 1M"), "\(impossible.text)")
+            // The bounds of LimitBounds, checked before anything is built (0.005 cores passed
+            // four checks and failed at cgroup creation).
+            let tinyCPU = try d.json("POST", "/v1/sandboxes", ["limits": ["cpus": 0.005]])
+            #expect(tinyCPU.status == 422 && detail(tinyCPU).contains("limits.cpus: must be a number of cores from 0.01 to 1024"), "\(tinyCPU.text)")
             let after = try d.json("GET", "/v1/sandboxes").json?["sandboxes"] as? [Any] ?? []
             #expect(after.count == before.count, "a failed create leaves no sandbox record")
             #expect(try d.json("POST", "/v1/sandboxes", ["limits": ["pids": 1]]).status == 422)

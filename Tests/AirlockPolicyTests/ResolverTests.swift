@@ -55,13 +55,13 @@ import Testing
         r.wallClock = .seconds(30)
         r.memory = 8 * GiB
         r.cpus = 0.5
-        r.pids = 10
+        r.pids = 20
         r.disk = 2 * GiB
         let spec = try Resolver.resolve(r)
         #expect(spec.limits.wallClock == .seconds(30))
         #expect(spec.limits.memoryBytes == 8 * GiB)
         #expect(spec.limits.cpus == 0.5)
-        #expect(spec.limits.pids == 10)
+        #expect(spec.limits.pids == 20)
         #expect(spec.filesystem.tmpSize == 2 * GiB)
         #expect(spec.limits.openFiles == 1024)  // not overridable from the command line: the profile's
     }
@@ -80,7 +80,13 @@ import Testing
                 == ["--cpus", "--disk", "--memory", "--pids", "--timeout"])
         r = request()
         r.cpus = 1025
-        #expect(refusal(r)?.message == "--cpus must be a number of cores greater than 0 and at most 1024, such as 2 or 0.5; found 1025.0")
+        #expect(refusal(r)?.message == "--cpus must be a number of cores from 0.01 to 1024, such as 2 or 0.5; found 1025.0")
+        // Below the smallest CFS quota: refused here, not later by the cgroup driver.
+        r.cpus = 0.005
+        #expect(refusal(r)?.message == "--cpus must be a number of cores from 0.01 to 1024, such as 2 or 0.5; found 0.005")
+        r = request()
+        r.pids = 15
+        #expect(refusal(r)?.message.hasPrefix("--pids must be a whole number from 16 to 4194304") == true)
     }
 
     @Test func workspaceModeComesFromTheProfileUnlessOverridden() throws {

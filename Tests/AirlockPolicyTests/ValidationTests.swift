@@ -79,8 +79,8 @@ import Testing
         (29, 13, "environment.set.OK must be text; found a mapping"),
         (31, 19, "limits.wall_clock must be greater than zero; found '0s'"),
         (32, 15, "limits.memory: 'lots' is not a size"),
-        (33, 13, "limits.cpus must be a number of cores greater than 0 and at most 1024, such as 2 or 0.5; found 2000"),
-        (34, 13, "limits.pids must be a whole number from 1 to 4194304, such as 1024; found 0"),
+        (33, 13, "limits.cpus must be a number of cores from 0.01 to 1024, such as 2 or 0.5; found 2000.0"),
+        (34, 13, "limits.pids must be a whole number from 16 to 4194304, such as 1024 (a sandbox needs at least 16 for its own setup); found 0"),
         (35, 19, "limits.open_files must be a whole number from 1 to 1048576, such as 4096; found 'many'"),
         (36, 18, "limits.file_size must be greater than zero; found '-5M'"),
         (
@@ -190,17 +190,23 @@ import Testing
                   wall_clock: 2y
                   open_files: 0
               b:
-                limits: {cpus: 1024, pids: 1, memory: 1K, wall_clock: 1ms}
+                limits: {cpus: 1024, pids: 16, memory: 1M, wall_clock: 1ms}
+              c:
+                limits: {cpus: 0.005, pids: 15, memory: 1K, disk: 4K}
             """
         let found = diagnostics(text).map { "\($0.line):\($0.column) \($0.message)" }
         #expect(
             found == [
                 "4:15 limits.memory must be greater than zero; found '-1G' (write a size such as 512M or 4G (units K, M, G, T, powers of 1024))",
                 "5:13 limits.disk must be greater than zero; found '0' (write a size such as 512M or 4G (units K, M, G, T, powers of 1024))",
-                "6:13 limits.cpus must be a number of cores greater than 0 and at most 1024, such as 2 or 0.5; found -0.5",
-                "7:13 limits.pids must be a whole number from 1 to 4194304, such as 1024; found 99999999",
+                "6:13 limits.cpus must be a number of cores from 0.01 to 1024, such as 2 or 0.5; found -0.5",
+                "7:13 limits.pids must be a whole number from 16 to 4194304, such as 1024 (a sandbox needs at least 16 for its own setup); found 99999999",
                 "8:19 limits.wall_clock: '2y' has unknown duration unit 'y': allowed units are ms, s, m, h",
                 "9:19 limits.open_files must be a whole number from 1 to 1048576, such as 4096; found 0",
+                "13:20 limits.cpus must be a number of cores from 0.01 to 1024, such as 2 or 0.5; found 0.005",
+                "13:33 limits.pids must be a whole number from 16 to 4194304, such as 1024 (a sandbox needs at least 16 for its own setup); found 15",
+                "13:45 limits.memory must be at least 1M, such as 512M or 4G; found 1 KiB",
+                "13:55 limits.disk must be at least 1M, such as 256M or 1G; found 4 KiB",
             ])
     }
 

@@ -241,7 +241,7 @@ struct CgroupDetectionTests {
         let fs = FakeCgroupFS(CgroupSamples.hybridMounts)
         let host = fs.host(mountinfo: CgroupSamples.hybridMountinfo, uid: 1000)
         #expect {
-            try SandboxCgroup.create(instance: "x", limits: CgroupLimits(pids: 1), host: host)
+            try SandboxCgroup.create(instance: "x", limits: CgroupLimits(pids: 16), host: host)
         } throws: { error in
             guard let error = error as? AirlockError else { return false }
             return error.code == .sandboxSetup && error.message.contains("cannot be delegated")

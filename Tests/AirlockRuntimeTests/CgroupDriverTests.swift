@@ -222,7 +222,7 @@ struct CgroupDriverTests {
 
     @Test(arguments: [
         CgroupLimits(cpus: 0), CgroupLimits(cpus: 0.001), CgroupLimits(cpus: .nan), CgroupLimits(cpus: -1),
-        CgroupLimits(pids: 0), CgroupLimits(memoryBytes: 4096),
+        CgroupLimits(pids: 0), CgroupLimits(pids: 15), CgroupLimits(memoryBytes: 4096),
     ])
     func badLimitsAreUsageErrors(limits: CgroupLimits) {
         let (fs, host) = Self.v2Host()
@@ -296,7 +296,7 @@ struct CgroupDriverTests {
     @Test func v1WithoutCpuLimitSkipsACpuOnlyHierarchy() throws {
         let fs = FakeCgroupFS(CgroupSamples.hybridMounts)
         let host = fs.host(mountinfo: CgroupSamples.hybridMountinfo)
-        let cgroup = try SandboxCgroup.create(instance: "nocpu", limits: CgroupLimits(pids: 8), host: host)
+        let cgroup = try SandboxCgroup.create(instance: "nocpu", limits: CgroupLimits(pids: 16), host: host)
         defer { try? cgroup.destroy() }
         #expect(
             cgroup.directories == [

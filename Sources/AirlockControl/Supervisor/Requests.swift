@@ -180,14 +180,15 @@ struct CreateRequest {
         idleTimeout = try b.duration("idle_timeout")
         maxExecs = try b.integer("max_execs", range: 1...1_000_000)
         if let l = try b.nested("limits", allowed: Self.limitFields) {
+            // The same bounds as policies, flags and cgroups (LimitBounds).
             memory = try l.bytes("memory")
-            if let c = try l.number("cpus") {
-                guard c > 0, c <= 1024 else { throw Problem.field("limits.cpus", "must be more than 0") }
-                cpus = c
-            }
-            // Below 16 the sandbox cannot even start its own setup processes.
-            pids = try l.integer("pids", range: 16...4_194_304)
+            if let m = memory, let p = LimitBounds.memoryProblem(m) { throw Problem.field("limits.memory", p) }
+            cpus = try l.number("cpus")
+            if let c = cpus, let p = LimitBounds.cpusProblem(c) { throw Problem.field("limits.cpus", p) }
+            pids = try l.integer("pids", range: 0...Int(Int32.max))
+            if let n = pids, let p = LimitBounds.pidsProblem(n) { throw Problem.field("limits.pids", p) }
             disk = try l.bytes("disk")
+            if let d = disk, let p = LimitBounds.diskProblem(d) { throw Problem.field("limits.disk", p) }
         }
         env = try b.map("env") ?? [:]
         for (k, v) in env {

@@ -36,22 +36,14 @@ public struct CgroupLimits: Sendable, Equatable {
     /// `cpus` as a CFS quota per `cpuPeriodMicros`, or nil when unbounded.
     func cpuQuotaMicros() throws(AirlockError) -> Int? {
         guard let cpus else { return nil }
-        // The kernel refuses quotas below 1 ms.
-        guard cpus.isFinite, cpus >= 0.01, cpus <= 1_000_000 else {
-            throw AirlockError(
-                .usage, "cpu limit \(cpus) is out of range: give a number of cores between 0.01 and 1000000, e.g. 1.5")
-        }
+        if let p = LimitBounds.cpusProblem(cpus) { throw AirlockError(.usage, "the cpu limit \(p)") }
         return Int((cpus * Double(Self.cpuPeriodMicros)).rounded())
     }
 
     func validate() throws(AirlockError) {
         _ = try cpuQuotaMicros()
-        if let memoryBytes, memoryBytes < 1 << 20 {
-            throw AirlockError(.usage, "memory limit \(Units.formatBytes(memoryBytes)) is too small: give at least 1M")
-        }
-        if let pids, pids < 1 {
-            throw AirlockError(.usage, "pids limit \(pids) is too small: give at least 1")
-        }
+        if let memoryBytes, let p = LimitBounds.memoryProblem(memoryBytes) { throw AirlockError(.usage, "the memory limit \(p)") }
+        if let pids, let p = LimitBounds.pidsProblem(pids) { throw AirlockError(.usage, "the pids limit \(p)") }
     }
 }
 

@@ -1,7 +1,6 @@
 import AirlockAudit
 import AirlockControl
 import AirlockCore
-import AirlockDLP
 import AirlockTelemetry
 import Synchronization
 #if canImport(Glibc)
@@ -27,7 +26,6 @@ final class RunAudit {
         /// Prometheus text exposition written here when the run ends (textfile collector).
         var metricsFile: String?
         var identity: Identity
-        var secrets: [Secret]
         var environment: [String: String]
     }
 
@@ -72,10 +70,9 @@ final class RunAudit {
         }
         if let traces { sinks.append(traces) }
         if let metrics { sinks.append(metrics) }
-        sink = EventPipeline(identity: s.identity, secrets: s.secrets, log: log, sinks: sinks)
-        for name in sink.ignoredSecrets {
-            printError("airlock: warning: secret \(name) is shorter than \(DLPScanner.minimumSecretLength) bytes: it cannot be told apart from ordinary text and is NOT redacted from events")
-        }
+        // The run's sandbox derives its own pipeline from this one (SandboxLauncher), adding
+        // its secrets.
+        sink = EventPipeline(identity: s.identity, log: log, sinks: sinks)
     }
 
     /// Seals the log (shutdown checkpoint). Returns false if anything could not be recorded.

@@ -3,7 +3,6 @@ import AirlockAudit
 import AirlockControl
 import AirlockCore
 import AirlockDLP
-import AirlockEgress
 import AirlockPolicy
 import AirlockRuntime
 import Logging
@@ -84,7 +83,7 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         var marks: [(String, UInt64)] = [("main", AirlockCommand.processStart), ("cli", Timing.now())]
         let hostEnv = HostEnvironment.current()
-        var spec: SandboxSpec
+        let spec: SandboxSpec
         do { spec = try resolve(hostEnvironment: hostEnv) } catch { throw fail(error) }
         marks.append(("resolved", Timing.now()))
 
@@ -93,42 +92,38 @@ struct RunCommand: ParsableCommand {
             return
         }
 
-        // Secrets: the profile's bindings and --secret values, loaded before anything starts.
-        let loadedSecrets: [GatewaySecret]
-        do throws(AirlockError) {
-            loadedSecrets = try SandboxSecrets.load(into: &spec, flags: try secrets(hostEnv), environment: hostEnv)
-        } catch { throw fail(error) }
-
         let audit: RunAudit
+        let identity = Identity(instance: "", session: session, workflow: workflow, agent: agent, principal: principal ?? "uid:\(getuid())")
         do {
             audit = try RunAudit(RunAudit.Settings(
                 auditDirectory: auditDir.map(AuditCommand.absolute), noAudit: noAudit, eventsFile: events, metricsFile: metricsFile,
-                identity: Identity(instance: "", session: session, workflow: workflow, agent: agent, principal: principal ?? "uid:\(getuid())"),
-                secrets: SandboxSecrets.redactable(loadedSecrets), environment: hostEnv))
+                identity: identity, environment: hostEnv))
         } catch { throw fail(error) }
-        let sink = audit.sink
         var logger = Logger(label: "airlock")
         logger.logLevel = .warning
-        let runner = SandboxRunner(logger: logger, events: sink, environment: hostEnv) { warning in
+        let runner = SandboxRunner(logger: logger, environment: hostEnv) { warning in
             printError("airlock: warning: \(warning)")
         }
-        let instance = SandboxRunner.newInstanceID()
-        // Proxied network: the gateway and the airlock directory exist before the sandbox does.
-        var egress: RunEgress?
-        if spec.network.mode == .proxied {
-            do { egress = try RunEgress(spec: spec, instance: instance, secrets: loadedSecrets, sink: sink, environment: hostEnv) } catch {
-                _ = audit.finish()
-                throw fail(error)
-            }
-            marks.append(("egress", Timing.now()))
-        }
-        let outcome: RunOutcome
-        do { outcome = try runner.run(spec, instance: instance, marks: marks, airlockDirectory: egress?.directory) } catch {
-            egress?.stop()
+        // The one lifecycle (SandboxLauncher): secrets, this sandbox's event pipeline and its
+        // services (the egress gateway for a proxied network) before it starts; torn down after.
+        let launcher: SandboxLauncher
+        do throws(AirlockError) {
+            launcher = try SandboxLauncher(
+                spec: spec, instance: SandboxRunner.newInstanceID(), identity: identity, secretFlags: try secrets(hostEnv),
+                events: audit.sink, environment: hostEnv)
+        } catch {
             _ = audit.finish()
             throw fail(error)
         }
-        egress?.stop()
+        for name in launcher.events.ignoredSecrets {
+            printError("airlock: warning: secret \(name) is shorter than \(DLPScanner.minimumSecretLength) bytes: it cannot be told apart from ordinary text and is NOT redacted from events")
+        }
+        marks.append(("services", Timing.now()))
+        let outcome: RunOutcome
+        do { outcome = try launcher.run(runner, marks: marks) } catch {
+            _ = audit.finish()
+            throw fail(error)
+        }
         _ = audit.finish()
 
         if hostEnv["AIRLOCK_TIMING"] == "1" {

@@ -18,6 +18,14 @@ extension ControlSuite {
                 if let s = try? d.sandbox(id), s["running_execs"] as? Int == 1 { break }
                 usleep(10_000)
             }
+            // Running as an exec is not yet `sleep`: under load the shell may not have exec'd
+            // it. Wait until a sleeping `sleep` is there (a process snapshot looks for it).
+            for _ in 0..<100 {
+                if let r = try? d.exec(id, ["sh", "-c", "grep -l '^State:.*S (sleeping)' $(grep -l '^Name:.sleep$' /proc/[0-9]*/status)"]),
+                    r["exit_code"] as? Int == 0
+                { break }
+                usleep(20_000)
+            }
             return t
         }
 

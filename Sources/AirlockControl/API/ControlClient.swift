@@ -126,7 +126,10 @@ public struct ControlClient: Sendable {
     static func send(_ fd: Int32, _ bytes: [UInt8]) -> Int32 {
         var off = 0
         while off < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + off, $0.count - off, Int32(MSG_NOSIGNAL)) }
+            let n = bytes.withUnsafeBytes { raw -> Int in
+                guard let base = raw.baseAddress else { return 0 }
+                return Glibc.send(fd, base + off, raw.count - off, Int32(MSG_NOSIGNAL))
+            }
             if n < 0, errno == EINTR { continue }
             guard n > 0 else { return n < 0 ? errno : EIO }
             off += n

@@ -160,10 +160,13 @@ public struct Vault: Sendable {
         }
     }
 
-    static func nonce(_ index: UInt64) -> AES.GCM.Nonce {
+    static func nonce(_ index: UInt64) throws(AirlockError) -> AES.GCM.Nonce {
         var bytes = [UInt8](repeating: 0, count: 12)
         for i in 0..<8 { bytes[4 + i] = UInt8(truncatingIfNeeded: index >> (8 * UInt64(7 - i))) }
-        return try! AES.GCM.Nonce(data: bytes)
+        // 12 bytes is the size AES-GCM takes; a failure here is a bug, reported, never a crash.
+        do { return try AES.GCM.Nonce(data: bytes) } catch {
+            throw AirlockError(.system, "cannot make an AES-GCM nonce: \(error)")
+        }
     }
 
     static func aad(id: String, index: UInt64, last: Bool) -> Data {

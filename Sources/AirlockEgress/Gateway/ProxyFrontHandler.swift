@@ -99,7 +99,16 @@ final class ProxyFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                     verdict: "deny"), record: p.record, context: context)
                 return
             }
-            if p.body == nil { p.body = chunk } else { p.body!.writeBuffer(&chunk) }
+            // One owner of the body while it grows (`pending` and `p` would share it, and each
+            // chunk would copy everything received so far).
+            pending = nil
+            if var body = p.body {
+                p.body = nil
+                body.writeBuffer(&chunk)
+                p.body = body
+            } else {
+                p.body = chunk
+            }
             pending = p
         case .end:
             if connecting {

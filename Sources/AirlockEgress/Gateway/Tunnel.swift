@@ -45,18 +45,29 @@ final class ClientHelloGate: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) { deadline?.cancel() }
 
+    /// `chunk` added to what is buffered; returns the buffer.
+    private func append(_ chunk: inout ByteBuffer) -> ByteBuffer {
+        if var b = buffered {
+            buffered = nil  // one owner, so the write does not copy the buffer
+            b.writeBuffer(&chunk)
+            buffered = b
+            return b
+        }
+        buffered = chunk
+        return chunk
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var chunk = unwrapInboundIn(data)
         if decided {
             // Bytes that arrive while the upstream connection is being made: reading is
             // paused then, so this is at most what one read burst already had in flight
             // (4 reads of up to 256 KiB); bounded all the same.
-            if buffered == nil { buffered = chunk } else { buffered!.writeBuffer(&chunk) }
-            if buffered!.readableBytes > Self.maxPendingWhileConnecting { context.close(promise: nil) }
+            let pending = append(&chunk)
+            if pending.readableBytes > Self.maxPendingWhileConnecting { context.close(promise: nil) }
             return
         }
-        if buffered == nil { buffered = chunk } else { buffered!.writeBuffer(&chunk) }
-        let bytes = buffered!.readableBytesView
+        let bytes = append(&chunk).readableBytesView
         switch ClientHello.inspect(bytes) {
         case .needMore:
             if bytes.count > Self.maxClientHello { deny("TLS ClientHello larger than \(Self.maxClientHello) bytes", context: context) }

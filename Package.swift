@@ -49,12 +49,16 @@ let package = Package(
         // Secret and credential detection: the audit log redacts with it, the egress
         // gateway blocks with it.
         .target(name: "AirlockDLP", swiftSettings: strict),
-        // Layer 8: normalized boundary events, their sinks, and the tamper-evident
-        // audit log (hash chain, Ed25519 checkpoints, group commit, SQLite index).
+        // Layer 8's vocabulary: normalized boundary events, their JSON and their sinks. Pure:
+        // what the runtime, the gateway and telemetry need to emit, without the log's
+        // storage and crypto.
+        .target(name: "AirlockEvents", dependencies: ["AirlockCore"], swiftSettings: strict),
+        // Layer 8: the tamper-evident audit log (hash chain, Ed25519 checkpoints, group
+        // commit, SQLite index).
         .target(
             name: "AirlockAudit",
             dependencies: [
-                "AirlockCore",
+                "AirlockCore", "AirlockEvents",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
@@ -63,7 +67,7 @@ let package = Package(
         .target(
             name: "AirlockTelemetry",
             dependencies: [
-                "AirlockCore", "AirlockAudit",
+                "AirlockCore", "AirlockEvents",
                 .product(name: "OTel", package: "swift-otel"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -78,7 +82,7 @@ let package = Package(
         .target(
             name: "AirlockEgress",
             dependencies: [
-                "AirlockCore", "AirlockAudit", "AirlockDLP",
+                "AirlockCore", "AirlockEvents", "AirlockDLP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -91,7 +95,7 @@ let package = Package(
         // Layer 1: the namespace runtime (helper launch, cgroups, seccomp, Landlock plan).
         .target(
             name: "AirlockRuntime",
-            dependencies: ["AirlockCore", "AirlockAudit", "CAirlockShim", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["AirlockCore", "AirlockEvents", "CAirlockShim", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // Layers 7 and 9: `airlock serve` — the supervisor of long-lived sandboxes, the store
         // (SQLite through GRDB), the vault (sealed workspaces and snapshots), the HTTP API.

@@ -1,4 +1,4 @@
-import AirlockAudit
+import AirlockEvents
 import AirlockCore
 @testable import AirlockEgress
 import AirlockTestSupport

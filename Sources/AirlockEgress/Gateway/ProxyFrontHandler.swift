@@ -1,4 +1,4 @@
-import AirlockAudit
+import AirlockEvents
 import AirlockCore
 import AirlockDLP
 import NIOCore

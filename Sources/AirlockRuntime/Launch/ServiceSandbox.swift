@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import AirlockAudit
+import AirlockEvents
 import AirlockCore
 import CAirlockShim
 import Synchronization

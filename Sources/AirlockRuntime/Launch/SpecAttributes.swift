@@ -1,4 +1,4 @@
-import AirlockAudit
+import AirlockEvents
 import AirlockCore
 
 /// The `sandbox.created` event's view of a spec: everything that decides what the

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
     import Glibc
 #endif
-import AirlockAudit
+import AirlockEvents
 import AirlockCore
 
 /// One reading of a sandbox's resource use, taken by a ``ResourceProbe``.

@@ -6,6 +6,8 @@ import Synchronization
 
 /// A JSON value with a deterministic encoding (keys in insertion order), so an
 /// event's bytes are stable: the audit log hashes them.
+private let hexDigits = Array("0123456789abcdef".utf8)
+
 public indirect enum JSONValue: Sendable, Equatable {
     case string(String)
     case int(Int64)
@@ -50,7 +52,7 @@ public indirect enum JSONValue: Sendable, Equatable {
         }
     }
 
-    static func writeInt(_ v: Int64, into out: inout [UInt8]) {
+    public static func writeInt(_ v: Int64, into out: inout [UInt8]) {
         if v < 0 {
             out.append(UInt8(ascii: "-"))
             if v == .min { out.append(contentsOf: "9223372036854775808".utf8); return }
@@ -84,7 +86,7 @@ public indirect enum JSONValue: Sendable, Equatable {
             case 0x0D: out.append(0x5C); out.append(UInt8(ascii: "r"))
             case 0x09: out.append(0x5C); out.append(UInt8(ascii: "t"))
             case 0..<0x20:
-                out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, Hex.digits[Int(c >> 4)], Hex.digits[Int(c & 0xF)]])
+                out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hexDigits[Int(c >> 4)], hexDigits[Int(c & 0xF)]])
             default: out.append(c)
             }
         }

@@ -151,12 +151,27 @@ struct AuditCommand: ParsableCommand {
             q.until = try until.map { try Self.when($0, "--until") }
             do {
                 let index = try AuditIndex(logDirectory: dir)
-                for hit in try index.query(q) {
-                    guard let r = index.record(hit) else {
-                        throw AirlockError(.system, "seq \(hit.seq) is indexed in \(hit.segment) but is not there any more; run `airlock audit verify \(dir)`")
+                // Every hit is checked against the record it reads; an index that answers with
+                // a record the filter did not ask for (or one that is not there) was altered:
+                // it is rebuilt from the segments and asked again.
+                func answer() throws(AirlockError) -> [LogRecord]? {
+                    var out: [LogRecord] = []
+                    for hit in try index.query(q) {
+                        guard let r = index.record(hit), AuditIndex.matches(r, q) else { return nil }
+                        out.append(r)
                     }
-                    print(AuditCommand.render(r))
+                    return out
                 }
+                var records = try answer()
+                if records == nil {
+                    printError("airlock: warning: the audit index did not match the log (altered or stale); rebuilt it from the segments")
+                    try index.rebuild()
+                    records = try answer()
+                }
+                guard let records else {
+                    throw AirlockError(.system, "the audit index of \(dir) still does not match the log after a rebuild; run `airlock audit verify \(dir)`")
+                }
+                for r in records { print(AuditCommand.render(r)) }
             } catch let e as AirlockError { throw fail(e) }
         }
 

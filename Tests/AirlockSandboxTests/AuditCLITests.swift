@@ -82,6 +82,50 @@ extension SandboxSuite {
             }
         }
 
+        /// Someone who can write the index (not the segments) tries to make queries lie: hide
+        /// a record by deleting its row, pass a record off as another sandbox's by editing a
+        /// row, point a row outside the log at a forged file, and plant a symlink as one of
+        /// SQLite's side files. Queries still answer from the log, and nothing outside changes.
+        @Test func anAlteredIndexCannotMakeQueriesLie() throws {
+            try Fixture.with { f in
+                let dir = f.path(".audit-index")
+                for code in [0, 3] {
+                    let r = try f.run(["run", "--audit-dir", dir, "--session", "s-\(code)", "--", "/bin/sh", "-c", "exit \(code)"])
+                    #expect(r.status == Int32(code), "\(r.stderr)")
+                }
+                let exited = try f.run(["audit", "query", dir, "--type", "process.exited"])
+                #expect(exited.stdout.split(separator: "\n").count == 2, "\(exited.stdout)")
+                let outside = f.path("outside")
+                try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+                try Data(#"{"seq":4,"prev":"00","hash":"00","event":{"type":"process.exited","process.command_line":"FORGED"}}"#.utf8 + [10])
+                    .write(to: URL(fileURLWithPath: outside + "/fake.log"))
+                let script = """
+                    import sqlite3, sys
+                    db = sqlite3.connect(sys.argv[1] + "/index.sqlite")
+                    rows = db.execute("SELECT seq FROM records WHERE type = 'process.exited' ORDER BY seq").fetchall()
+                    db.execute("DELETE FROM records WHERE seq = ?", (rows[0][0],))
+                    db.execute("UPDATE records SET instance = 'sbx-FORGED', segment = '../outside/fake.log' WHERE type = 'sandbox.created'")
+                    db.commit()
+                    """
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+                p.arguments = ["-c", script, dir]
+                try p.run()
+                p.waitUntilExit()
+                #expect(p.terminationStatus == 0)
+                try FileManager.default.createSymbolicLink(atPath: dir + "/index.sqlite-journal", withDestinationPath: outside + "/planted")
+
+                let again = try f.run(["audit", "query", dir, "--type", "process.exited"])
+                #expect(again.stdout == exited.stdout, "a deleted row hid a record: \(again.stdout)\(again.stderr)")
+                let forged = try f.run(["audit", "query", dir, "--instance", "sbx-FORGED"])
+                #expect(forged.stdout.isEmpty, "an edited row answered for another sandbox: \(forged.stdout)")
+                let created = try f.run(["audit", "query", dir, "--type", "sandbox.created"])
+                #expect(created.stdout.split(separator: "\n").count == 2 && !created.stdout.contains("FORGED"), "\(created.stdout)\(created.stderr)")
+                #expect(!FileManager.default.fileExists(atPath: outside + "/planted"), "the index followed a planted symlink")
+                #expect(try f.run(["audit", "verify", dir]).status == 0)
+            }
+        }
+
         @Test func verifyReportsTamperingWithItsLocation() throws {
             try Fixture.with { f in
                 let dir = f.path(".audit-tamper")

@@ -10,6 +10,13 @@ import GRDB
 /// no longer matches it (rewritten, replaced) makes it rebuild, and a missing or
 /// unreadable index file is rebuilt from scratch. Answers are read back from the
 /// segments, so the index never holds an event's payload.
+///
+/// The index is not authenticated: someone who can write it can make a query miss records
+/// (`audit verify` and `audit tail` read the segments themselves). What it can no longer do:
+/// point a query outside the log (a hit names a segment, checked to be one), show a record
+/// the filter did not ask for (every hit is checked against the record it reads), hide
+/// records by deleting rows (a gap in the sequence numbers makes it rebuild), or make the
+/// writer follow a link (a non-regular index file is removed, not opened).
 public final class AuditIndex {
     public struct Query: Sendable {
         public var instance: String?
@@ -41,6 +48,12 @@ public final class AuditIndex {
     public init(logDirectory: String) throws(AirlockError) {
         directory = logDirectory
         let path = logDirectory + "/" + LogFiles.indexFile
+        // A symlink (or FIFO, …) planted as the index or one of SQLite's side files is
+        // removed, never followed: SQLite opens by name.
+        for name in [path, path + "-wal", path + "-shm", path + "-journal"] {
+            var st = stat()
+            if lstat(name, &st) == 0, st.st_mode & S_IFMT != S_IFREG { unlink(name) }
+        }
         do {
             db = try Self.openDatabase(path)
         } catch {
@@ -85,7 +98,15 @@ public final class AuditIndex {
                     let offset: Int = row["offset"]
                     let length: Int = row["length"]
                     let hash: String = row["hash"]
-                    if Self.recordHash(directory + "/" + segment, offset: offset, length: length) == hash {
+                    let seqs = try Row.fetchOne(db, sql: "SELECT COUNT(*) AS n, MIN(seq) AS lo, MAX(seq) AS hi FROM records")
+                    let n: Int64 = seqs?["n"] ?? 0
+                    let lo: Int64 = seqs?["lo"] ?? 0
+                    let hi: Int64 = seqs?["hi"] ?? 0
+                    // Rows deleted from the middle (records hidden from queries) leave a gap.
+                    let contiguous = n == hi - lo + 1
+                    if contiguous, LogFiles.firstSeq(ofSegment: segment) != nil,
+                        Self.recordHash(directory + "/" + segment, offset: offset, length: length) == hash
+                    {
                         resume = (segment, offset + length + 1)
                     } else {
                         try db.execute(sql: "DELETE FROM records")
@@ -130,6 +151,13 @@ public final class AuditIndex {
         }
     }
 
+    /// Forgets every row: the next query indexes the whole log again.
+    public func rebuild() throws(AirlockError) {
+        do { try db.write { try $0.execute(sql: "DELETE FROM records") } } catch {
+            throw AirlockError(.system, "cannot rebuild the audit index in \(directory): \(error)")
+        }
+    }
+
     /// Records matching `q`, oldest first (the newest `limit` when a limit is given).
     public func query(_ q: Query) throws(AirlockError) -> [Hit] {
         try catchUp()
@@ -166,18 +194,37 @@ public final class AuditIndex {
         }
     }
 
-    /// The record a hit points at, read from its segment.
+    /// The record a hit points at, read from its segment (only ever a segment of this log).
     public func record(_ hit: Hit) -> LogRecord? {
-        guard let line = Self.readLine(directory + "/" + hit.segment, offset: hit.offset, length: hit.length),
+        guard LogFiles.firstSeq(ofSegment: hit.segment) != nil, (1...(16 << 20)).contains(hit.length), hit.offset >= 0,
+            let line = Self.readLine(directory + "/" + hit.segment, offset: hit.offset, length: hit.length),
             case .success(let r) = LogRecord.parse(line[...]), r.seq == hit.seq
         else { return nil }
         return r
     }
 
+    /// Whether the record's event has the values `q` filters on: a hit from an index row
+    /// that was edited does not.
+    public static func matches(_ r: LogRecord, _ q: Query) -> Bool {
+        guard let e = try? JSONParser.parse(r.event) else { return false }
+        func ok(_ key: String, _ want: String?) -> Bool {
+            guard let want else { return true }
+            guard let have = e[key]?.stringValue else { return false }
+            return want.hasSuffix("*") ? have.hasPrefix(String(want.dropLast())) : have == want
+        }
+        let time = e["time"]?.stringValue.flatMap(Clock.parseRFC3339)
+        if let s = q.since, (time ?? Int64.min) < s { return false }
+        if let u = q.until, (time ?? Int64.max) > u { return false }
+        return ok("airlock.sandbox.id", q.instance) && ok("type", q.type) && ok("session.id", q.session) && ok("gen_ai.agent.id", q.agent)
+            && ok("enduser.id", q.principal) && ok("airlock.decision", q.decision)
+    }
+
     static func readLine(_ path: String, offset: Int, length: Int) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return nil }
         var buf = [UInt8](repeating: 0, count: length)
         let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, length, off_t(offset)) }
         return n == length ? buf : nil

@@ -37,7 +37,53 @@ struct WorkspaceArea: Sendable {
 
     static func remove(path: String, mounted: Bool) {
         if mounted || isMountPoint(path) { _ = umount2(path, Int32(MNT_DETACH)) }
-        try? FileManager.default.removeItem(atPath: path)
+        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return }
+        // The area's own directory sits in the daemon's (root-only) workspaces directory; what
+        // is in it may have been made by the sandbox.
+        let parent = open(String(path[..<slash]), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard parent >= 0 else { return }
+        defer { close(parent) }
+        removeTree(parent, String(path[path.index(after: slash)...]))
+    }
+
+    /// Removes `name` beneath the directory `parent` and, if it is a directory, everything in
+    /// it, through descriptors only: each directory is opened beneath its parent's descriptor
+    /// with no symlink followed and no mount crossed, each entry unlinked relative to the
+    /// descriptor it was listed from. A sandbox that renames entries meanwhile (a symlink
+    /// swapped for a directory) can make the walk skip them, never reach outside. Walked with
+    /// an explicit stack, so a deep tree cannot exhaust the thread's stack.
+    static func removeTree(_ parent: Int32, _ name: String) {
+        guard unlinkat(parent, name, 0) != 0, errno == EISDIR else { return }
+        struct Level {
+            let dir: OpaquePointer
+            let name: String
+            var fd: Int32 { dirfd(dir) }
+        }
+        func enter(_ p: Int32, _ n: String) -> Level? {
+            let fd = airlock_open_beneath(p, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0)
+            guard fd >= 0 else { return nil }
+            guard let dir = fdopendir(fd) else {
+                close(fd)
+                return nil
+            }
+            return Level(dir: dir, name: n)
+        }
+        guard let top = enter(parent, name) else { return }
+        var stack = [top]
+        while let level = stack.last {
+            guard let entry = readdir(level.dir) else {
+                closedir(level.dir)
+                stack.removeLast()
+                unlinkat(stack.last?.fd ?? parent, level.name, AT_REMOVEDIR)
+                continue
+            }
+            let child = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if child == "." || child == ".." { continue }
+            if unlinkat(level.fd, child, 0) == 0 || errno != EISDIR { continue }
+            // A directory: listed from its own descriptor. One descriptor is held per level, so
+            // the depth is bounded; a deeper tree is left in place, never walked by name.
+            if stack.count < 256, let next = enter(level.fd, child) { stack.append(next) }
+        }
     }
 
     static func isMountPoint(_ path: String) -> Bool {

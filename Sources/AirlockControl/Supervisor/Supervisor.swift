@@ -178,7 +178,7 @@ public final class Supervisor: Sendable {
         // A request with nothing but labels, a TTL, an idle timeout or an exec budget takes a
         // sandbox the warm pool built for its profile in advance.
         if req.memory == nil, req.cpus == nil, req.pids == nil, req.disk == nil, req.env.isEmpty, !req.persist,
-            req.workspace == nil, let warm = takeWarm(req.profile)
+            req.workspace == nil, let warm = claimWarm(req.profile, wallClock: .seconds(ttl + 2))
         {
             let now = Date()
             var record = SandboxRecord(

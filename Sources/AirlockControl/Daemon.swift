@@ -65,6 +65,34 @@ public enum Daemon {
         if st.st_mode & 0o777 != 0o711 { chmod(dir, 0o711) }
     }
 
+    /// As root, each sandbox runs as its own unprivileged host uid, and the PID 1 of one with a
+    /// read-only workspace (the profiles `review` and `untrusted`) binds it itself: it must be
+    /// able to traverse every directory down to `<state>/workspaces`. A directory on the way
+    /// that others cannot search (a `mktemp -d` parent, a home directory) is refused here, at
+    /// start-up, rather than failing those creates later with "bind: Permission denied".
+    public static func checkTraversable(_ dir: String) throws(AirlockError) {
+        guard geteuid() == 0 else { return }  // otherwise sandboxes run as the daemon's own uid
+        guard let resolved = realpath(dir, nil) else {
+            throw AirlockError(.system, "cannot resolve the state directory \(dir): \(errnoDescription(errno))")
+        }
+        let real = String(cString: resolved)
+        free(resolved)
+        var path = ""
+        for part in [""] + real.split(separator: "/").map(String.init) {
+            path = part.isEmpty ? "/" : (path == "/" ? "" : path) + "/" + part
+            var st = stat()
+            guard stat(path, &st) == 0 else { throw AirlockError(.system, "cannot read \(path): \(errnoDescription(errno))") }
+            guard st.st_mode & 0o001 != 0 else {
+                let mode = String(st.st_mode & 0o7777, radix: 8)
+                throw AirlockError(
+                    .usage,
+                    "the state directory \(dir) is under \(path) (mode 0\(mode), owner uid \(st.st_uid)), which other users cannot traverse; "
+                        + "sandboxes run as unprivileged users, and those with a read-only workspace (profiles review and untrusted) could not be created. "
+                        + "Let others traverse it (chmod o+x \(path)) or choose a --state-dir whose parent directories all allow it (the default /var/lib/airlock does)")
+            }
+        }
+    }
+
     public static func openStore(_ dir: String) throws(AirlockError) -> SQLiteStore {
         do { return try SQLiteStore(path: dir + "/airlock.db") } catch {
             throw AirlockError(.system, "cannot open the store \(dir)/airlock.db: \(error)")
@@ -74,6 +102,7 @@ public enum Daemon {
     public static func run(_ o: Options, logger: Logger) async throws {
         umask(0o077)
         try prepareStateDirectory(o.stateDirectory)
+        try checkTraversable(o.stateDirectory)
         let store = try openStore(o.stateDirectory)
         let vault = try Vault.open(keyFile: o.stateDirectory + "/master.key")
         let log = try AuditLog.open(AuditLog.Options(directory: o.stateDirectory + "/audit"))

@@ -424,7 +424,10 @@ public final class ServiceSandbox: Sendable {
                 e.end = .exited(low == 0 ? .exited((st >> 8) & 0xff) : .signaled(low))
                 end = e.end
             case Int(AL_SVC_REFUSED):
-                let why = "the sandbox refused the command: \(errnoDescription(Int32(bitPattern: m.arg)))"
+                let code = Int32(bitPattern: m.arg)
+                let why = code == EAGAIN
+                    ? "the sandbox cannot start another process now: it runs the most commands it takes at once, or has reached its pids limit; retry when one has ended"
+                    : "the sandbox refused the command: \(errnoDescription(code))"
                 e.end = .lost(why)
                 start = .notStarted(why)
                 end = e.end

@@ -34,5 +34,16 @@ extension ControlSuite {
             _ = try d.json("DELETE", "/v1/sandboxes/\(id)")
             for t in threads { while t.isExecuting { usleep(10_000) } }
         }
+
+        @Test("role errors read 'an admin token', 'an operator token'")
+        func articles() throws {
+            let d = try TestDaemon(["--warm", "default=0"])
+            defer { d.finish() }
+            let viewer = try d.token("viewer")
+            let op = try d.json("POST", "/v1/sandboxes", [:], token: viewer)
+            #expect(detail(op).contains("an operator token"), "\(detail(op))")
+            let admin = try d.json("GET", "/v1/tokens", token: viewer)
+            #expect(detail(admin).contains("an admin token") && !detail(admin).contains("a admin"), "\(detail(admin))")
+        }
     }
 }

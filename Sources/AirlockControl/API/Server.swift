@@ -94,7 +94,8 @@ enum API {
     static func require(_ context: APIContext, _ role: Role, to action: String) throws(Problem) -> Principal {
         guard let p = context.principal else { throw Problem.unauthorized("this endpoint needs a token") }
         guard p.role >= role else {
-            throw Problem.forbidden("\(p.name) has the role \(p.role.rawValue); \(action) needs \(role.rawValue) (ask an admin for a \(role.rawValue) token)")
+            let article = role == .admin || role == .operator ? "an" : "a"
+            throw Problem.forbidden("\(p.name) has the role \(p.role.rawValue); \(action) needs \(role.rawValue) (ask an admin for \(article) \(role.rawValue) token)")
         }
         return p
     }

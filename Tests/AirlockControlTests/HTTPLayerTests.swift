@@ -5,8 +5,86 @@ import Testing
 import Glibc
 #endif
 
+/// A raw connection to a daemon's Unix socket: bytes in, bytes out, and whether the server
+/// closed it. For what a well-behaved client (ControlClient) never sends.
+final class RawConnection {
+    let fd: Int32
+
+    init(socket path: String) throws {
+        fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure("socket: \(errno)") }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { buf in
+            for (i, b) in path.utf8.prefix(buf.count - 1).enumerated() { buf[i] = b }
+        }
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        guard rc == 0 else {
+            close(fd)
+            throw TestFailure("connect \(path): \(errno)")
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// False once the peer stopped taking bytes (it closed the connection).
+    @discardableResult
+    func send(_ text: String) -> Bool { send(Array(text.utf8)) }
+
+    @discardableResult
+    func send(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == bytes.count
+    }
+
+    /// Whether the server closed its end (nothing more will come).
+    func peerClosed() -> Bool {
+        var b: UInt8 = 0
+        let n = recv(fd, &b, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+    }
+
+    /// Whether the server closed the connection entirely (not only its sending side): bytes
+    /// sent now are refused (EPIPE) rather than left unread in the socket's buffer.
+    func peerGone() -> Bool {
+        let chunk = [UInt8](repeating: 120, count: 65536)
+        for _ in 0..<128 {
+            let n = chunk.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            if n < 0 { return errno == EPIPE || errno == ECONNRESET }
+        }
+        return false
+    }
+
+    /// Reads until the server closes the connection or `seconds` pass: the bytes, and whether
+    /// it was closed.
+    func readUntilClosed(seconds: Double) -> (text: String, closed: Bool) {
+        var out: [UInt8] = []
+        let deadline = Date().addingTimeInterval(seconds)
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while Date() < deadline {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ms = Int32(max(1, deadline.timeIntervalSinceNow * 1000))
+            guard poll(&p, 1, ms) > 0 else { continue }
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { return (String(decoding: out, as: UTF8.self), true) }
+            out += buf[0..<n]
+        }
+        return (String(decoding: out, as: UTF8.self), false)
+    }
+}
+
 extension ControlSuite {
     @Suite("the HTTP layer: methods, framing, timeouts, limits") struct HTTPLayerTests {
+        @Test("a malformed chunk size is 400, not 413")
+        func badChunkSize() throws {
+            let d = try TestDaemon(["--warm", "default=0"])
+            defer { d.finish() }
+            let c = try RawConnection(socket: d.socket)
+            c.send("PUT /v1/policy HTTP/1.1\r\nHost: airlock\r\nContent-Type: application/yaml\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nprofiles: {}\r\n0\r\n\r\n")
+            let r = c.readUntilClosed(seconds: 5)
+            #expect(r.text.hasPrefix("HTTP/1.1 400"), "\(r.text)")
+            #expect(!r.text.contains("413"))
+        }
+
         @Test("more concurrent execs than a sandbox runs at once is 429 with a message, not 409 errno 11")
         func execCap() throws {
             let d = try TestDaemon(["--warm", "default=0"])

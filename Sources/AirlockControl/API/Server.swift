@@ -104,8 +104,11 @@ enum API {
         do {
             let buffer = try await request.collectBody(upTo: limit)
             return Array(buffer.readableBytesView)
-        } catch {
+        } catch is NIOTooManyBytesError {
             throw Problem.tooLarge("\(what) is larger than \(Units.formatBytes(UInt64(limit)))")
+        } catch {
+            // A malformed body (a bad chunk size, a connection cut short) is the client's error.
+            throw Problem.badRequest("\(what) could not be read (\(error)); send it with a Content-Length or valid chunked encoding")
         }
     }
 

@@ -74,6 +74,21 @@ final class RawConnection {
 
 extension ControlSuite {
     @Suite("the HTTP layer: methods, framing, timeouts, limits") struct HTTPLayerTests {
+        @Test("a method a path does not allow is 405 with Allow; a path nothing serves is 404")
+        func methodNotAllowed() throws {
+            let d = try TestDaemon(["--warm", "default=0"])
+            defer { d.finish() }
+            let patch = try d.client().request("PATCH", "/v1/sandboxes")
+            #expect(patch.status == 405 && problemSlug(patch) == "method-not-allowed", "\(patch.status) \(patch.text)")
+            #expect(patch.headers["allow"].map { Set($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) } == ["GET", "POST"])
+            let health = try d.client().request("DELETE", "/v1/health")
+            #expect(health.status == 405 && health.headers["allow"] == "GET")
+            let byID = try d.client().request("POST", "/v1/sandboxes/sbx-0000000000000000")
+            #expect(byID.status == 405 && detail(byID).contains("GET, DELETE"), "\(byID.text)")
+            #expect(try d.client().request("GET", "/v1/nothing-here").status == 404)
+            #expect(try d.client().request("PATCH", "/v1/nothing-here").status == 404)
+        }
+
         @Test("a malformed chunk size is 400, not 413")
         func badChunkSize() throws {
             let d = try TestDaemon(["--warm", "default=0"])

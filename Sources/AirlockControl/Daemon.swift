@@ -3,6 +3,7 @@ import AirlockCore
 import AirlockPolicy
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import NIOSSL
@@ -32,6 +33,8 @@ public enum Daemon {
         /// Sandboxes kept built per profile (the warm pool).
         public var warm: [String: Int] = [:]
         public var maxSandboxes = 256
+        /// Seconds a client has to send a request head, and may pause while sending a body.
+        public var requestTimeout: Double = 30
 
         public init(stateDirectory: String, environment: [String: String]) {
             self.stateDirectory = stateDirectory
@@ -126,8 +129,11 @@ public enum Daemon {
         // Shut down in reverse order: the supervisor first (every sandbox stopped, so no request
         // waits on one), then the API servers, the audit writer last.
         var services: [any Service] = [AuditService(log: log)]
+        let limits = ConnectionGuard.Limits(
+            head: .milliseconds(Int64(o.requestTimeout * 1000)), bodyIdle: .milliseconds(Int64(o.requestTimeout * 1000)))
+        let http1: HTTPServerBuilder = .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits)]))
         let unix = Application(
-            router: api.router(transport: .unix),
+            router: api.router(transport: .unix), server: http1,
             configuration: .init(address: .unixDomainSocket(path: socket), serverName: nil),
             onServerRunning: { _ in
                 chmod(socket, 0o600)
@@ -144,7 +150,7 @@ public enum Daemon {
                 }
                 printError("airlock serve: WARNING: --insecure-http: the API on \(listen) is plain HTTP (loopback only); use TLS anywhere else")
                 log.emit(AuditEvent(type: "control.insecure_http", instance: "", attributes: [("server.address", .string(listen))]))
-                services.append(Application(router: router, configuration: config, onServerRunning: { _ in printError("airlock serve: listening on http://\(listen)") }, logger: logger))
+                services.append(Application(router: router, server: http1, configuration: config, onServerRunning: { _ in printError("airlock serve: listening on http://\(listen)") }, logger: logger))
             } else {
                 guard let cert = o.tlsCertificate, let key = o.tlsKey else {
                     throw AirlockError(.usage, "--listen needs --tls-cert and --tls-key (the API takes bearer tokens: never over clear text)")
@@ -156,7 +162,7 @@ public enum Daemon {
                         privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
                 } catch { throw AirlockError(.usage, "cannot load the TLS certificate or key: \(error)") }
                 services.append(Application(
-                    router: router, server: try .tls(.http1(), tlsConfiguration: tls), configuration: config,
+                    router: router, server: try .tls(http1, tlsConfiguration: tls), configuration: config,
                     onServerRunning: { _ in printError("airlock serve: listening on https://\(listen)") }, logger: logger))
             }
         }

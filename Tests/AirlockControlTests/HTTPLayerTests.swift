@@ -100,6 +100,63 @@ extension ControlSuite {
             #expect(!r.text.contains("413"))
         }
 
+        @Test("an early 401 or 413 on a request whose body is still coming ends the connection")
+        func earlyErrorCloses() throws {
+            let d = try TestDaemon(["--warm", "default=0", "--max-file-size", "4K"])
+            defer { d.finish() }
+            // 401 on Connection: close, the body announced and not sent.
+            let a = try RawConnection(socket: d.socket)
+            a.send("PUT /v1/policy HTTP/1.1\r\nHost: airlock\r\nAuthorization: Bearer alk_bad\r\nContent-Type: application/yaml\r\nContent-Length: 10000000\r\nConnection: close\r\n\r\nprofiles:")
+            let ra = a.readUntilClosed(seconds: 5)
+            #expect(ra.text.hasPrefix("HTTP/1.1 401"), "\(ra.text)")
+            #expect(ra.closed && a.peerGone(), "the server answered 401 and kept the connection open")
+            // 413 on a keep-alive request: the rest of the body is not read.
+            let id = try d.create(["profile": "default"])
+            let b = try RawConnection(socket: d.socket)
+            b.send("PUT /v1/sandboxes/\(id)/files?path=big HTTP/1.1\r\nHost: airlock\r\nContent-Type: application/octet-stream\r\nContent-Length: 10000000\r\n\r\n")
+            b.send([UInt8](repeating: 65, count: 8192))
+            let rb = b.readUntilClosed(seconds: 5)
+            #expect(rb.text.hasPrefix("HTTP/1.1 413"), "\(rb.text)")
+            #expect(rb.closed && rb.text.lowercased().contains("connection: close") && b.peerGone(), "\(rb.text)")
+            // A complete request with Connection: close is answered, then closed.
+            let c = try RawConnection(socket: d.socket)
+            c.send("GET /v1/health HTTP/1.1\r\nHost: airlock\r\nConnection: close\r\n\r\n")
+            let rc = c.readUntilClosed(seconds: 5)
+            #expect(rc.text.hasPrefix("HTTP/1.1 200") && rc.closed, "\(rc.text)")
+            // Keep-alive still works.
+            let k = d.client().connection()
+            #expect(try k.request("GET", "/v1/health").status == 200)
+            #expect(try k.request("GET", "/v1/health").status == 200)
+        }
+
+        @Test("a request head trickled byte by byte, and a body that stalls, are cut off at --request-timeout")
+        func readTimeouts() throws {
+            let d = try TestDaemon(["--warm", "default=0", "--request-timeout", "1"])
+            defer { d.finish() }
+            // A head that never ends, a byte every 200 ms (each byte resets an idle timer).
+            let head = try RawConnection(socket: d.socket)
+            let start = Date()
+            var open = true
+            for byte in Array("GET /v1/health HTTP/1.1\r\nX-Slow: ".utf8) + [UInt8](repeating: 97, count: 100) {
+                guard Date().timeIntervalSince(start) < 8, head.send([byte]) else { break }
+                usleep(200_000)
+                if head.peerClosed() {
+                    open = false
+                    break
+                }
+            }
+            let headSeconds = Date().timeIntervalSince(start)
+            #expect(!open && headSeconds < 4, "a trickled head held the connection for \(String(format: "%.1f", headSeconds)) s")
+            // A body that stops arriving.
+            let body = try RawConnection(socket: d.socket)
+            body.send("PUT /v1/policy HTTP/1.1\r\nHost: airlock\r\nContent-Type: application/yaml\r\nContent-Length: 100\r\n\r\nprofiles:")
+            let stalled = Date()
+            let r = body.readUntilClosed(seconds: 6)
+            #expect(r.closed && Date().timeIntervalSince(stalled) < 4, "a stalled body held the connection: \(r.text)")
+            // An idle keep-alive connection between requests is closed too; a new one works.
+            #expect(try d.client().request("GET", "/v1/health").status == 200)
+        }
+
         @Test("more concurrent execs than a sandbox runs at once is 429 with a message, not 409 errno 11")
         func execCap() throws {
             let d = try TestDaemon(["--warm", "default=0"])

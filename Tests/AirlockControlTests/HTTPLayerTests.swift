@@ -195,5 +195,35 @@ extension ControlSuite {
             let admin = try d.json("GET", "/v1/tokens", token: viewer)
             #expect(detail(admin).contains("an admin token") && !detail(admin).contains("a admin"), "\(detail(admin))")
         }
+
+        @Test("docs/openapi.yaml: command items are strings (no null), the archive path is optional, no --max-upload")
+        func schema() throws {
+            let root = ContractTests.root
+            let script = """
+                import sys, yaml, jsonschema
+                doc = yaml.safe_load(open(sys.argv[1] + "/docs/openapi.yaml"))
+                def valid(name, value):
+                    schema = {"$ref": "#/components/schemas/" + name, "components": doc["components"]}
+                    return jsonschema.Draft202012Validator(schema).is_valid(value)
+                assert valid("ExecRequest", {"command": ["ls", "-l"]}), "a plain command is valid"
+                for bad in ([None], ["ls", None], [""], [1]):
+                    assert not valid("ExecRequest", {"command": bad}), "command %r passes the schema" % (bad,)
+                assert doc["components"]["parameters"]["ArchivePathQuery"].get("required") is False, "the archive path is optional (the server defaults it to .)"
+                for f in ("/docs/openapi.yaml", "/docs/api.md"):
+                    assert "--max-upload" not in open(sys.argv[1] + f).read(), f + " names --max-upload, which airlock serve does not have"
+                print("ok")
+                """
+            // The python3 of the test run (CI installs schemathesis, and with it jsonschema and PyYAML).
+            let (status, text) = try ContractTests.python(["python3", "-c", script, root], environment: [:], cwd: root, timeout: 60)
+            #expect(status == 0 && text.contains("ok"), "\(text)")
+            // The server agrees: a null in command is refused, and no path archives the workspace.
+            let d = try TestDaemon(["--warm", "default=0"])
+            defer { d.finish() }
+            let id = try d.create(["profile": "default"])
+            let null = try d.client().request("POST", "/v1/sandboxes/\(id)/exec", body: Array(#"{"command":[null]}"#.utf8))
+            #expect(null.status == 422, "\(null.text)")
+            let whole = try d.client().request("GET", "/v1/sandboxes/\(id)/archive")
+            #expect(whole.status == 200 && whole.headers["content-type"] == "application/x-tar", "\(whole.status)")
+        }
     }
 }

@@ -52,6 +52,9 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Running sandboxes at most (creates beyond get 429).")
     var maxSandboxes: Int = 256
 
+    @Option(help: "Seconds a client has to send a request head, and may pause while sending a body; the connection is closed past it.")
+    var requestTimeout: Double = 30
+
     func run() throws {
         // Whoever started us may have blocked these (test runners do); a daemon must hear them.
         var mask = sigset_t()
@@ -67,6 +70,10 @@ struct ServeCommand: ParsableCommand {
         o.insecureHTTP = insecureHTTP
         o.policyFile = policy
         o.maxSandboxes = max(1, maxSandboxes)
+        guard requestTimeout > 0, requestTimeout <= 3600 else {
+            throw fail(AirlockError(.usage, "--request-timeout takes seconds from 0 to 3600, e.g. --request-timeout 30"))
+        }
+        o.requestTimeout = requestTimeout
         for w in warm {
             let kv = w.split(separator: "=", maxSplits: 1)
             guard kv.count == 2, let n = Int(kv[1]), (0...64).contains(n) else {

@@ -3,6 +3,7 @@ import AirlockCore
 import AirlockPolicy
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import NIOSSL
@@ -32,6 +33,8 @@ public enum Daemon {
         /// Sandboxes kept built per profile (the warm pool).
         public var warm: [String: Int] = [:]
         public var maxSandboxes = 256
+        /// Seconds a client has to send a request head, and may pause while sending a body.
+        public var requestTimeout: Double = 30
 
         public init(stateDirectory: String, environment: [String: String]) {
             self.stateDirectory = stateDirectory
@@ -65,6 +68,34 @@ public enum Daemon {
         if st.st_mode & 0o777 != 0o711 { chmod(dir, 0o711) }
     }
 
+    /// As root, each sandbox runs as its own unprivileged host uid, and the PID 1 of one with a
+    /// read-only workspace (the profiles `review` and `untrusted`) binds it itself: it must be
+    /// able to traverse every directory down to `<state>/workspaces`. A directory on the way
+    /// that others cannot search (a `mktemp -d` parent, a home directory) is refused here, at
+    /// start-up, rather than failing those creates later with "bind: Permission denied".
+    public static func checkTraversable(_ dir: String) throws(AirlockError) {
+        guard geteuid() == 0 else { return }  // otherwise sandboxes run as the daemon's own uid
+        guard let resolved = realpath(dir, nil) else {
+            throw AirlockError(.system, "cannot resolve the state directory \(dir): \(errnoDescription(errno))")
+        }
+        let real = String(cString: resolved)
+        free(resolved)
+        var path = ""
+        for part in [""] + real.split(separator: "/").map(String.init) {
+            path = part.isEmpty ? "/" : (path == "/" ? "" : path) + "/" + part
+            var st = stat()
+            guard stat(path, &st) == 0 else { throw AirlockError(.system, "cannot read \(path): \(errnoDescription(errno))") }
+            guard st.st_mode & 0o001 != 0 else {
+                let mode = String(st.st_mode & 0o7777, radix: 8)
+                throw AirlockError(
+                    .usage,
+                    "the state directory \(dir) is under \(path) (mode 0\(mode), owner uid \(st.st_uid)), which other users cannot traverse; "
+                        + "sandboxes run as unprivileged users, and those with a read-only workspace (profiles review and untrusted) could not be created. "
+                        + "Let others traverse it (chmod o+x \(path)) or choose a --state-dir whose parent directories all allow it (the default /var/lib/airlock does)")
+            }
+        }
+    }
+
     public static func openStore(_ dir: String) throws(AirlockError) -> SQLiteStore {
         do { return try SQLiteStore(path: dir + "/airlock.db") } catch {
             throw AirlockError(.system, "cannot open the store \(dir)/airlock.db: \(error)")
@@ -74,6 +105,7 @@ public enum Daemon {
     public static func run(_ o: Options, logger: Logger) async throws {
         umask(0o077)
         try prepareStateDirectory(o.stateDirectory)
+        try checkTraversable(o.stateDirectory)
         let store = try openStore(o.stateDirectory)
         let vault = try Vault.open(keyFile: o.stateDirectory + "/master.key")
         let log = try AuditLog.open(AuditLog.Options(directory: o.stateDirectory + "/audit"))
@@ -97,8 +129,11 @@ public enum Daemon {
         // Shut down in reverse order: the supervisor first (every sandbox stopped, so no request
         // waits on one), then the API servers, the audit writer last.
         var services: [any Service] = [AuditService(log: log)]
+        let limits = ConnectionGuard.Limits(
+            head: .milliseconds(Int64(o.requestTimeout * 1000)), bodyIdle: .milliseconds(Int64(o.requestTimeout * 1000)))
+        let http1: HTTPServerBuilder = .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits)]))
         let unix = Application(
-            router: api.router(transport: .unix),
+            router: api.router(transport: .unix), server: http1,
             configuration: .init(address: .unixDomainSocket(path: socket), serverName: nil),
             onServerRunning: { _ in
                 chmod(socket, 0o600)
@@ -115,7 +150,7 @@ public enum Daemon {
                 }
                 printError("airlock serve: WARNING: --insecure-http: the API on \(listen) is plain HTTP (loopback only); use TLS anywhere else")
                 events.emit(AuditEvent(type: "control.insecure_http", instance: "", attributes: [("server.address", .string(listen))]))
-                services.append(Application(router: router, configuration: config, onServerRunning: { _ in printError("airlock serve: listening on http://\(listen)") }, logger: logger))
+                services.append(Application(router: router, server: http1, configuration: config, onServerRunning: { _ in printError("airlock serve: listening on http://\(listen)") }, logger: logger))
             } else {
                 guard let cert = o.tlsCertificate, let key = o.tlsKey else {
                     throw AirlockError(.usage, "--listen needs --tls-cert and --tls-key (the API takes bearer tokens: never over clear text)")
@@ -127,7 +162,7 @@ public enum Daemon {
                         privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
                 } catch { throw AirlockError(.usage, "cannot load the TLS certificate or key: \(error)") }
                 services.append(Application(
-                    router: router, server: try .tls(.http1(), tlsConfiguration: tls), configuration: config,
+                    router: router, server: try .tls(http1, tlsConfiguration: tls), configuration: config,
                     onServerRunning: { _ in printError("airlock serve: listening on https://\(listen)") }, logger: logger))
             }
         }

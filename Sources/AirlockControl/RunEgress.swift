@@ -48,10 +48,17 @@ public final class RunEgress: @unchecked Sendable {
                 "the egress socket path under \(base) would be longer than a Unix socket allows (107 bytes); set XDG_RUNTIME_DIR to a shorter directory")
         }
         lockFD = try Self.ownerLock(base: base, name: name)
-        guard mkdir(directory, 0o755) == 0, chmod(directory, 0o755) == 0 else {
+        // Made, then given its mode through a descriptor of the directory just made (never by
+        // name again; the umask may have narrowed it).
+        guard mkdir(directory, 0o755) == 0 else {
             let cause = String(cString: strerror(errno))
             Self.release(base: base, name: name, lockFD: lockFD)
             throw AirlockError(.sandboxSetup, "cannot create the sandbox's airlock directory \(directory)", cause: cause)
+        }
+        do throws(AirlockError) { try Self.setMode(directory, 0o755, owner: geteuid()) } catch {
+            rmdir(directory)
+            Self.release(base: base, name: name, lockFD: lockFD)
+            throw error
         }
         do {
             gateway = try EgressGateway(GatewayConfiguration(instance: instance, network: spec.network, secrets: secrets), events: sink)
@@ -125,12 +132,26 @@ public final class RunEgress: @unchecked Sendable {
         if mkdir(base, mode) != 0, errno != EEXIST {
             throw AirlockError(.sandboxSetup, "cannot create \(base)", cause: String(cString: strerror(errno)))
         }
-        var st = stat()
-        guard lstat(base, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_uid == geteuid() else {
-            throw AirlockError(.sandboxSetup, "\(base) is not a directory owned by uid \(geteuid()); remove it and retry")
-        }
-        if st.st_mode & 0o777 != mode { chmod(base, mode) }
+        try setMode(base, mode, owner: geteuid())
         return base
+    }
+
+    /// Sets the mode of the directory `path` on a descriptor of it (opened without following a
+    /// symlink), after checking it is a directory owned by `owner`: a name swapped meanwhile
+    /// (in a shared /tmp) is refused, never followed.
+    private static func setMode(_ path: String, _ mode: mode_t, owner: uid_t) throws(AirlockError) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw AirlockError(.sandboxSetup, "\(path) is not a directory (or is a symlink); remove it and retry", cause: String(cString: strerror(errno)))
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_uid == owner else {
+            throw AirlockError(.sandboxSetup, "\(path) is not a directory owned by uid \(owner); remove it and retry")
+        }
+        if st.st_mode & 0o7777 != mode, fchmod(fd, mode) != 0 {
+            throw AirlockError(.sandboxSetup, "cannot set the mode of \(path)", cause: String(cString: strerror(errno)))
+        }
     }
 
     private static func systemBundle() -> String {

@@ -274,7 +274,17 @@ int al_helper_main(int argc, char **argv) {
         struct pollfd fds[2] = {{.fd = sfd, .events = POLLIN}, {.fd = lifeline, .events = POLLIN}};
         int n = poll(fds, 2, timeout);
         if (n < 0 && errno != EINTR) { kill(pid, SIGKILL); al_fail("supervise", errno, "poll"); }
-        if (n > 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+        ssize_t got = -1;
+        uint64_t rearm = 0;
+        if (n > 0 && (fds[1].revents & POLLIN)) {
+            do { got = read(lifeline, &rearm, sizeof(rearm)); } while (got < 0 && errno == EINTR);
+        }
+        if (got == (ssize_t)sizeof(rearm)) {
+            /* The parent re-arms the wall clock: the sandbox ends `rearm` ms from now (a pooled
+             * sandbox gets the TTL of the request that claimed it). */
+            wall_ms = (now_ms() - start) + (rearm ? rearm : 1);
+            al_status("wall-clock %llu", (unsigned long long)rearm);
+        } else if (n > 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
             /* The airlock process is gone: nobody supervises this sandbox any more. A frozen
              * sandbox (contained) cannot die until it is thawed, so thaw it first. */
             thaw_cgroups(&plan);

@@ -6,8 +6,9 @@
  * with:
  *   fd 3  the plan (read from offset 0)
  *   fd 4  the status pipe (write end): one text line per event, see status()
- *   fd 5  the lifeline (read end of a pipe the parent never writes): EOF
- *         means the parent died, and the sandbox is killed.
+ *   fd 5  the lifeline (read end of a pipe): EOF means the parent died, and the
+ *         sandbox is killed. The parent may write 8 bytes, a u64 in host byte
+ *         order: the wall clock is re-armed to end the sandbox that many ms later.
  *
  * The helper (outside every namespace) joins the sandbox's cgroups, clones the
  * sandbox's PID 1 into new user/mount/pid/net/ipc/uts/cgroup namespaces, writes

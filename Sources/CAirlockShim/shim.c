@@ -44,7 +44,7 @@ int airlock_open_beneath(int dirfd, const char *path, int flags, unsigned int mo
     memset(&how, 0, sizeof(how));
     how.flags = (uint64_t)flags;
     how.mode = (flags & O_CREAT) ? mode : 0;
-    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
     long fd;
     do { fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how)); } while (fd < 0 && errno == EINTR);
     return (int)fd;

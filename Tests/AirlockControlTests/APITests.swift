@@ -224,9 +224,12 @@ extension ControlSuite {
                 #expect(r.status == 403 || r.status == 404, "\(path): \(r.text)")
             }
             #expect(!FileManager.default.fileExists(atPath: marker))
-            // A symlink inside the workspace that stays inside is fine.
+            // No symlink made in the sandbox is followed, not even one that stays inside (the
+            // sandbox could rewrite it while the daemon uses it); the file itself is reachable.
             _ = try d.client().request("PUT", "/v1/sandboxes/\(id)/files?path=real.txt", body: Array("inside".utf8), contentType: "application/octet-stream")
-            #expect(try d.client().request("GET", "/v1/sandboxes/\(id)/files?path=d/parent/real.txt").text == "inside")
+            #expect(try d.client().request("GET", "/v1/sandboxes/\(id)/files?path=real.txt").text == "inside")
+            let inside = try d.client().request("GET", "/v1/sandboxes/\(id)/files?path=d/parent/real.txt")
+            #expect(inside.status == 403 && detail(inside).contains("symlink"), "\(inside.text)")
             // A FIFO is not a file to read or write (the daemon must not block on it).
             _ = try d.exec(id, ["mkfifo", "pipe"])
             #expect(try d.client().request("GET", "/v1/sandboxes/\(id)/files?path=pipe").status == 403)

@@ -6,6 +6,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import Synchronization
 
 /// The request context: the principal, once authenticated.
 public struct APIContext: RequestContext {
@@ -30,6 +31,9 @@ public enum Transport: Sendable {
 struct ProblemMiddleware: RouterMiddleware {
     typealias Context = APIContext
     let logger: Logger
+    /// The routes, to tell a path no method serves (404) from a method the path does not
+    /// allow (405).
+    var routes = RouteTable()
 
     func handle(_ request: Request, context: APIContext, next: (Request, APIContext) async throws -> Response) async throws -> Response {
         do {
@@ -40,7 +44,15 @@ struct ProblemMiddleware: RouterMiddleware {
             let status = Int(e.status.code)
             switch status {
             case 404:
-                return API.problem(.notFound("there is no \(request.method.rawValue) \(request.uri.path) in this API; see docs/openapi.yaml"))
+                let allowed = routes.methods(for: request.uri.path)
+                guard !allowed.isEmpty else {
+                    return API.problem(.notFound("there is no \(request.method.rawValue) \(request.uri.path) in this API; see docs/openapi.yaml"))
+                }
+                var response = API.problem(Problem(
+                    405, "method-not-allowed", "Method Not Allowed",
+                    "\(request.method.rawValue) is not allowed on \(request.uri.path); it allows \(allowed.joined(separator: ", ")) (see docs/openapi.yaml)"))
+                response.headers[.allow] = allowed.joined(separator: ", ")
+                return response
             case 405:
                 return API.problem(Problem(405, "method-not-allowed", "Method Not Allowed", "\(request.method.rawValue) is not allowed on \(request.uri.path); see docs/openapi.yaml"))
             case 413:
@@ -94,7 +106,8 @@ enum API {
     static func require(_ context: APIContext, _ role: Role, to action: String) throws(Problem) -> Principal {
         guard let p = context.principal else { throw Problem.unauthorized("this endpoint needs a token") }
         guard p.role >= role else {
-            throw Problem.forbidden("\(p.name) has the role \(p.role.rawValue); \(action) needs \(role.rawValue) (ask an admin for a \(role.rawValue) token)")
+            let article = role == .admin || role == .operator ? "an" : "a"
+            throw Problem.forbidden("\(p.name) has the role \(p.role.rawValue); \(action) needs \(role.rawValue) (ask an admin for \(article) \(role.rawValue) token)")
         }
         return p
     }
@@ -103,8 +116,11 @@ enum API {
         do {
             let buffer = try await request.collectBody(upTo: limit)
             return Array(buffer.readableBytesView)
-        } catch {
+        } catch is NIOTooManyBytesError {
             throw Problem.tooLarge("\(what) is larger than \(Units.formatBytes(UInt64(limit)))")
+        } catch {
+            // A malformed body (a bad chunk size, a connection cut short) is the client's error.
+            throw Problem.badRequest("\(what) could not be read (\(error)); send it with a Content-Length or valid chunked encoding")
         }
     }
 
@@ -140,9 +156,12 @@ public struct ControlAPI: Sendable {
     }
 
     public func router(transport: Transport) -> Router<APIContext> {
-        let router = Router(context: APIContext.self)
-        router.add(middleware: ProblemMiddleware(logger: supervisor.logger))
-        router.add(middleware: AuthMiddleware(transport: transport, tokens: tokens))
+        let routes = RouteTable()
+        let base = Router(context: APIContext.self)
+        base.add(middleware: ProblemMiddleware(logger: supervisor.logger, routes: routes))
+        base.add(middleware: AuthMiddleware(transport: transport, tokens: tokens))
+        // Every route below is recorded as it is added (for 405 and its Allow header).
+        let router = RouteTable.Recorder(base, routes)
         let s = supervisor
         let api = self
 
@@ -418,7 +437,7 @@ public struct ControlAPI: Sendable {
             try s.erase(id, kind: .workspace, principal: p.name)
             return Response(status: .noContent)
         }
-        return router
+        return base
     }
 
     public static let version = "0.5.0"
@@ -542,5 +561,49 @@ public struct ControlAPI: Sendable {
 
     static func workspaceJSON(_ r: SealedRecord) -> [String: Any] {
         ["id": r.id, "sandbox": r.sandbox, "created_at": Supervisor.timestamp(r.createdAt), "size_bytes": Int(r.size), "labels": meta(r)["labels"] ?? [:]]
+    }
+}
+
+/// The API's routes by path pattern, with the methods each allows: what a 405 answer needs
+/// and the router does not expose.
+final class RouteTable: Sendable {
+    private let entries = Mutex<[(path: RouterPath, method: HTTPRequest.Method)]>([])
+
+    func add(_ path: RouterPath, _ method: HTTPRequest.Method) { entries.withLock { $0.append((path, method)) } }
+
+    /// The methods allowed on `path` (none: no route has this path).
+    func methods(for path: String) -> [String] {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: true)
+        let all = entries.withLock { $0 }
+        var methods: [String] = []
+        for e in all where e.path.components.count == segments.count && zip(e.path.components, segments).allSatisfy({ $0 ~= $1 }) {
+            if !methods.contains(e.method.rawValue) { methods.append(e.method.rawValue) }
+        }
+        return methods
+    }
+
+    /// A router that records each route it adds to the table, then adds it to `base`.
+    final class Recorder: RouterMethods {
+        typealias Context = APIContext
+        let base: Router<APIContext>
+        let table: RouteTable
+
+        init(_ base: Router<APIContext>, _ table: RouteTable) {
+            self.base = base
+            self.table = table
+        }
+
+        @discardableResult
+        func on<Responder: HTTPResponder>(_ path: RouterPath, method: HTTPRequest.Method, responder: Responder) -> Self where Responder.Context == APIContext {
+            table.add(path, method)
+            base.on(path, method: method, responder: responder)
+            return self
+        }
+
+        @discardableResult
+        func add(middleware: any MiddlewareProtocol<Request, Response, APIContext>) -> Self {
+            base.add(middleware: middleware)
+            return self
+        }
     }
 }

@@ -197,7 +197,7 @@ public final class Supervisor: Sendable {
         // A request with nothing but labels, a TTL, an idle timeout or an exec budget takes a
         // sandbox the warm pool built for its profile in advance.
         if req.memory == nil, req.cpus == nil, req.pids == nil, req.disk == nil, req.env.isEmpty, !req.persist,
-            req.workspace == nil, let warm = takeWarm(req.profile)
+            req.workspace == nil, let warm = claimWarm(req.profile, wallClock: .seconds(ttl + 2))
         {
             let now = Date()
             var record = SandboxRecord(
@@ -354,6 +354,9 @@ public final class Supervisor: Sendable {
 
     // MARK: Exec
 
+    /// Execs one sandbox runs at once at most: PID 1's table (`SVC_MAX_EXECS` in service.c).
+    static let maxConcurrentExecs = 256
+
     func exec(_ id: String, _ p: ExecParameters, principal: String, onEnd: @escaping @Sendable (ExecRun.Outcome) -> Void = { _ in }) throws(Problem) -> ExecRun {
         guard let sb = liveSandbox(id) else { throw notRunning(id) }
         if sb.stopping.withLock({ $0 }) != nil { throw notRunning(id) }
@@ -376,12 +379,22 @@ public final class Supervisor: Sendable {
             env.append(EnvironmentVariable(k, v))
         }
         let request = ServiceSandbox.ExecRequest(command: p.command, environment: env, workingDirectory: p.cwd ?? sb.spec.workingDirectory)
+        // PID 1 keeps a table of at most this many execs and refuses one more (EAGAIN); the
+        // daemon counts first, so a caller hears "retry later" rather than an errno.
+        let admitted = sb.runningExecs.withLock { n in
+            guard n < Self.maxConcurrentExecs else { return false }
+            n += 1
+            return true
+        }
+        guard admitted else {
+            throw Problem.tooMany(
+                "the sandbox \(id) is running \(Self.maxConcurrentExecs) commands, the most it runs at once; retry when one has ended (or run them in another sandbox)")
+        }
         let count = sb.record.withLock { r in
             r.execCount += 1
             r.lastActivityAt = Date()
             return r.execCount
         }
-        sb.runningExecs.withLock { $0 += 1 }
         record.execCount = count
         // Exec counts and activity live in memory while the sandbox runs (recovery reaps, it
         // needs neither); the store gets them with the final record.

@@ -20,9 +20,25 @@ struct WarmSandbox: Sendable {
 /// creating one only claims it. Only requests that change nothing but labels, TTL, idle timeout
 /// and exec budget are served from it; only profiles without a proxied network are pooled (a
 /// gateway is per sandbox and holds its secrets). An unclaimed sandbox is rebuilt after
-/// ``maxAge`` so a claimed one is never old; its helper's wall-clock backstop allows for that.
+/// ``maxAge`` so a claimed one is never old; its helper's wall-clock backstop allows for that
+/// until it is claimed, and is then re-armed to the claim's own TTL (the backstop that holds
+/// when the daemon does not).
 extension Supervisor {
     static let warmMaxAge: Double = 120
+
+    /// A pooled sandbox of `profile` whose helper now ends it `wallClock` from now, or nil
+    /// (the pool is empty). One that can no longer be re-armed (it ended) is discarded.
+    func claimWarm(_ profile: String, wallClock: Duration) -> WarmSandbox? {
+        while let w = takeWarm(profile) {
+            if w.service.rearmWallClock(wallClock) { return w }
+            w.service.stop()
+            Task {
+                await w.service.ended()
+                w.area?.remove()
+            }
+        }
+        return nil
+    }
 
     func takeWarm(_ profile: String) -> WarmSandbox? {
         warm.withLock { pools in

@@ -37,7 +37,53 @@ struct WorkspaceArea: Sendable {
 
     static func remove(path: String, mounted: Bool) {
         if mounted || isMountPoint(path) { _ = umount2(path, Int32(MNT_DETACH)) }
-        try? FileManager.default.removeItem(atPath: path)
+        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return }
+        // The area's own directory sits in the daemon's (root-only) workspaces directory; what
+        // is in it may have been made by the sandbox.
+        let parent = open(String(path[..<slash]), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard parent >= 0 else { return }
+        defer { close(parent) }
+        removeTree(parent, String(path[path.index(after: slash)...]))
+    }
+
+    /// Removes `name` beneath the directory `parent` and, if it is a directory, everything in
+    /// it, through descriptors only: each directory is opened beneath its parent's descriptor
+    /// with no symlink followed and no mount crossed, each entry unlinked relative to the
+    /// descriptor it was listed from. A sandbox that renames entries meanwhile (a symlink
+    /// swapped for a directory) can make the walk skip them, never reach outside. Walked with
+    /// an explicit stack, so a deep tree cannot exhaust the thread's stack.
+    static func removeTree(_ parent: Int32, _ name: String) {
+        guard unlinkat(parent, name, 0) != 0, errno == EISDIR else { return }
+        struct Level {
+            let dir: OpaquePointer
+            let name: String
+            var fd: Int32 { dirfd(dir) }
+        }
+        func enter(_ p: Int32, _ n: String) -> Level? {
+            let fd = airlock_open_beneath(p, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0)
+            guard fd >= 0 else { return nil }
+            guard let dir = fdopendir(fd) else {
+                close(fd)
+                return nil
+            }
+            return Level(dir: dir, name: n)
+        }
+        guard let top = enter(parent, name) else { return }
+        var stack = [top]
+        while let level = stack.last {
+            guard let entry = readdir(level.dir) else {
+                closedir(level.dir)
+                stack.removeLast()
+                unlinkat(stack.last?.fd ?? parent, level.name, AT_REMOVEDIR)
+                continue
+            }
+            let child = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if child == "." || child == ".." { continue }
+            if unlinkat(level.fd, child, 0) == 0 || errno != EISDIR { continue }
+            // A directory: listed from its own descriptor. One descriptor is held per level, so
+            // the depth is bounded; a deeper tree is left in place, never walked by name.
+            if stack.count < 256, let next = enter(level.fd, child) { stack.append(next) }
+        }
     }
 
     static func isMountPoint(_ path: String) -> Bool {
@@ -80,17 +126,22 @@ extension Supervisor {
 
     func writeFile(_ id: String, path raw: String?, body: [UInt8], principal: String) throws(Problem) -> Int {
         let (sb, root) = try workspaceRoot(id, writing: true)
-        let path = try WorkspacePath.check(raw)
         defer { close(root) }
-        if let slash = path.lastIndex(of: "/") { try makeDirectories(root, String(path[..<slash]), for: path) }
-        let fd = airlock_open_beneath(root, path, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0o644)
+        let path = try WorkspacePath.check(raw)
+        var parts = path.split(separator: "/").map(String.init)
+        let name = parts.removeLast()
+        let dir = try openDirectories(root, parts, create: true, for: path)
+        defer { close(dir) }
+        // No O_TRUNC: nothing is changed before the file is known to be a regular one.
+        let fd = airlock_open_beneath(dir, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw fileProblem(errno, path) }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
             throw Problem.forbidden("'\(path)' is not a regular file in the workspace; only regular files can be written")
         }
-        fchmod(fd, 0o644)
+        guard ftruncate(fd, 0) == 0 else { throw Problem.internalError("cannot truncate '\(path)': \(errnoDescription(errno))") }
+        fchmod(fd, 0o644)  // on the descriptor: the daemon's umask is 077
         let err = POSIXIO.writeAll(fd, body)
         guard err == 0 else {
             if err == ENOSPC { throw Problem.tooLarge("the workspace of \(id) is full (its disk budget is \(Units.formatBytes(sb.spec.filesystem.tmpSize)))") }
@@ -105,7 +156,7 @@ extension Supervisor {
         let (sb, root) = try workspaceRoot(id, writing: false)
         defer { close(root) }
         let path = try WorkspacePath.check(raw)
-        let fd = airlock_open_beneath(root, path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0)
+        let fd = airlock_open_beneath(root, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0)
         guard fd >= 0 else { throw fileProblem(errno, path) }
         defer { close(fd) }
         var st = stat()
@@ -145,7 +196,8 @@ extension Supervisor {
 
     private func fileProblem(_ e: Int32, _ path: String) -> Problem {
         switch e {
-        case EXDEV, ELOOP: Problem.forbidden("'\(path)' resolves outside the workspace (through a symlink or a mount); it is refused")
+        case EXDEV: Problem.forbidden("'\(path)' resolves outside the workspace (through a mount); it is refused")
+        case ELOOP: Problem.forbidden("'\(path)' is or passes through a symlink; the daemon follows no link made in a sandbox (use the path of the link's target, or run the command inside the sandbox)")
         case ENOENT: Problem.notFound("there is no '\(path)' in the workspace")
         case ENOTDIR: Problem.badRequest("a parent of '\(path)' is not a directory")
         case EISDIR, ENXIO: Problem.forbidden("'\(path)' is not a regular file (a directory, a FIFO or a socket); the files endpoint reads and writes regular files only (use the archive endpoint for directories)")
@@ -232,8 +284,7 @@ extension Supervisor {
         if dir != "." {
             let root = try openWorkspace(area.path)
             defer { close(root) }
-            try makeDirectories(root, dir, for: dir)
-            try checkExists(root, dir)
+            close(try openDirectories(root, dir.split(separator: "/").map(String.init), create: true, for: dir))
         }
         try await runTar(
             spec: sb.spec, workspace: area.path,
@@ -272,20 +323,48 @@ extension Supervisor {
         close(fd)
     }
 
-    /// `mkdir -p` of `dir` under the workspace `root`, one level at a time, each level resolved
-    /// beneath the workspace (a symlink out is refused). Errors name `path`.
-    private func makeDirectories(_ root: Int32, _ dir: String, for path: String) throws(Problem) {
-        let parts = dir.split(separator: "/").map(String.init)
-        for i in 0..<parts.count {
-            let parent = i == 0 ? "." : parts[0..<i].joined(separator: "/")
-            let pfd = airlock_open_beneath(root, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0)
-            guard pfd >= 0 else { throw fileProblem(errno, path) }
-            let rc = mkdirat(pfd, parts[i], 0o755)
-            let e = errno
-            if rc == 0 { fchmodat(pfd, parts[i], 0o755, 0) }  // the daemon's umask is 077
-            close(pfd)
-            if rc != 0, e != EEXIST { throw fileProblem(e, path) }
+    /// Opens the directory `parts` beneath the workspace `root`, one level at a time, each
+    /// level opened beneath the descriptor of the one above with no symlink followed; with
+    /// `create`, a missing level is made (`mkdir -p`). Returns its descriptor; errors name `path`.
+    ///
+    /// The sandbox can rename anything in its workspace at any moment, so a name is resolved
+    /// once and the work done on the descriptor it gave: a new level's mode is set with
+    /// `fchmod` on the directory just opened, never by name (`fchmodat` follows a symlink
+    /// swapped in between the two calls, and would change a host file as root).
+    private func openDirectories(_ root: Int32, _ parts: [String], create: Bool, for path: String) throws(Problem) -> Int32 {
+        var rootStat = stat()
+        guard fstat(root, &rootStat) == 0 else { throw fileProblem(errno, path) }
+        var current = fcntl(root, F_DUPFD_CLOEXEC, 0)
+        guard current >= 0 else { throw fileProblem(errno, path) }
+        let flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
+        for name in parts {
+            var fd = airlock_open_beneath(current, name, flags, 0)
+            var e = errno
+            if fd < 0, e == ENOENT, create {
+                let made = mkdirat(current, name, 0o755) == 0
+                e = errno
+                if made || e == EEXIST {
+                    fd = airlock_open_beneath(current, name, flags, 0)
+                    e = errno
+                }
+                // Whatever is under the name now (the sandbox may have swapped it) is a directory
+                // on the workspace's own file system, reached without a link: setting 0755 on it
+                // cannot touch anything outside.
+                var st = stat()
+                if made, fd >= 0, fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFDIR, st.st_dev == rootStat.st_dev {
+                    fchmod(fd, 0o755)  // the daemon's umask is 077
+                }
+            }
+            if fd < 0, e == ENOTDIR {
+                // O_DIRECTORY on a symlink says ENOTDIR: name it as the link it is (403).
+                var st = stat()
+                if fstatat(current, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFLNK { e = ELOOP }
+            }
+            close(current)
+            guard fd >= 0 else { throw fileProblem(e, path) }
+            current = fd
         }
+        return current
     }
 
     // MARK: Sealing

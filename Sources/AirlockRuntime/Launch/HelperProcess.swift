@@ -159,6 +159,14 @@ final class HelperProcess {
         }
     }
 
+    /// A new descriptor (close-on-exec, non-blocking) for the lifeline's write end, for
+    /// ``ServiceSandbox/rearmWallClock(_:)``; -1 if none could be made. Its owner closes it.
+    func duplicateLifeline() -> Int32 {
+        let fd = fcntl(lifelineFD, F_DUPFD_CLOEXEC, 10)
+        if fd >= 0 { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        return fd
+    }
+
     /// Waits for the helper and returns its status; releases every descriptor.
     func wait() -> ExitStatus {
         var st: Int32 = 0

@@ -29,6 +29,9 @@ public final class ServiceSandbox: Sendable {
     public let warnings: [String]
 
     private let control: Int32
+    /// The write end of the helper's lifeline (a duplicate, closed when the sandbox ended):
+    /// the wall clock is re-armed through it.
+    private let lifeline: Int32
     private let state: Mutex<State>
     /// Opened once PID 1 is reaped: the kernel has then killed every process of the sandbox.
     private let pid1Reaped = OneShot()
@@ -41,6 +44,7 @@ public final class ServiceSandbox: Sendable {
         var endWaiters: [CheckedContinuation<SandboxEnd, Never>] = []
         var controlClosed = false
         var frozen = false
+        var lifelineClosed = false
     }
 
     final class ExecSlot: Sendable {
@@ -62,7 +66,7 @@ public final class ServiceSandbox: Sendable {
 
     private init(
         instance: String, cgroup: SandboxCgroup?, helperPID: pid_t, initPID: pid_t, landlockABI: Int?, warnings: [String],
-        control: Int32, sink: any EventSink
+        control: Int32, lifeline: Int32, sink: any EventSink
     ) {
         self.instance = instance
         self.cgroup = cgroup
@@ -71,6 +75,7 @@ public final class ServiceSandbox: Sendable {
         self.landlockABI = landlockABI
         self.warnings = warnings
         self.control = control
+        self.lifeline = lifeline
         self.sink = sink
         self.state = Mutex(State())
     }
@@ -137,7 +142,7 @@ public final class ServiceSandbox: Sendable {
         }
         let sandbox = ServiceSandbox(
             instance: instance, cgroup: prepared.cgroup, helperPID: process.pid, initPID: pid1, landlockABI: session.landlockABI,
-            warnings: warnings, control: pair[0], sink: events)
+            warnings: warnings, control: pair[0], lifeline: process.duplicateLifeline(), sink: events)
         let watcher = Watcher(sandbox: sandbox, process: process, session: session, teardown: teardown, spec: spec)
         guard ThreadBox({ watcher.run() }).start() else {
             // No thread to supervise it: take it down here rather than leave it unwatched.
@@ -292,6 +297,19 @@ public final class ServiceSandbox: Sendable {
         closeControl()
     }
 
+    /// Re-arms the helper's wall clock: the sandbox is killed `remaining` from now, by the
+    /// helper, whatever becomes of this process meanwhile (a sandbox built in advance gets the
+    /// lifetime of the request that claims it). False if the sandbox already ended or the
+    /// helper could not be told.
+    public func rearmWallClock(_ remaining: Duration) -> Bool {
+        var ms = UInt64(max(1, remaining.milliseconds))
+        return state.withLock { s in
+            guard s.ended == nil, !s.lifelineClosed, lifeline >= 0 else { return false }
+            let n = withUnsafeBytes(of: &ms) { write(lifeline, $0.baseAddress, $0.count) }
+            return n == MemoryLayout<UInt64>.size
+        }
+    }
+
     /// Freezes every process of the sandbox (cgroup freezer); they stay stopped until
     /// ``thaw()`` or ``stop()``.
     public func freeze() throws(AirlockError) {
@@ -406,7 +424,10 @@ public final class ServiceSandbox: Sendable {
                 e.end = .exited(low == 0 ? .exited((st >> 8) & 0xff) : .signaled(low))
                 end = e.end
             case Int(AL_SVC_REFUSED):
-                let why = "the sandbox refused the command: \(errnoDescription(Int32(bitPattern: m.arg)))"
+                let code = Int32(bitPattern: m.arg)
+                let why = code == EAGAIN
+                    ? "the sandbox cannot start another process now: it runs the most commands it takes at once, or has reached its pids limit; retry when one has ended"
+                    : "the sandbox refused the command: \(errnoDescription(code))"
                 e.end = .lost(why)
                 start = .notStarted(why)
                 end = e.end
@@ -427,6 +448,8 @@ public final class ServiceSandbox: Sendable {
         pid1Reaped.open()
         let (waiters, execs): ([CheckedContinuation<SandboxEnd, Never>], [ExecSlot]) = state.withLock { s in
             s.ended = end
+            if !s.lifelineClosed, lifeline >= 0 { close(lifeline) }
+            s.lifelineClosed = true
             defer { s.endWaiters = []; s.execs = [:] }
             return (s.endWaiters, Array(s.execs.values))
         }

@@ -58,9 +58,11 @@ long airlock_send_with_fds(int sock, const void *buf, size_t len, const int *fds
 /* socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC) */
 int airlock_seqpacket_pair(int fds[2]);
 
-/* openat2(dirfd, path, {flags, mode, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV}):
- * `path` is resolved inside `dirfd` and may not leave it, by "..", an absolute path or a
- * symlink. -1 with errno (EXDEV for an escape, ENOSYS before Linux 5.6). */
+/* openat2(dirfd, path, {flags, mode, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
+ * RESOLVE_NO_XDEV}): `path` is resolved inside `dirfd` and may not leave it ("..", an absolute
+ * path or a mount crossing: EXDEV), and no symlink in it is followed, not even one that stays
+ * inside (ELOOP): what a sandbox can write is never resolved through a link it planted.
+ * -1 with errno (ENOSYS before Linux 5.6). */
 int airlock_open_beneath(int dirfd, const char *path, int flags, unsigned int mode);
 
 /* Entry point of the airlock-sandbox executable. */

@@ -73,6 +73,8 @@ public final class Supervisor: Sendable {
         let service: ServiceSandbox
         let spec: SandboxSpec
         let egress: RunEgress?
+        /// Its lifecycle (nil for a warm-pool sandbox, which has no services); torn down when it ends.
+        let launcher: SandboxLauncher?
         let workspace: WorkspaceArea?
         /// Its events: its identity stamped, its secrets and every credential shape redacted.
         let events: EventPipeline
@@ -84,13 +86,14 @@ public final class Supervisor: Sendable {
         let envAllowed: Set<String>
 
         init(
-            id: String, service: ServiceSandbox, spec: SandboxSpec, egress: RunEgress?, workspace: WorkspaceArea?, events: EventPipeline,
-            record: SandboxRecord, envAllowed: Set<String>
+            id: String, service: ServiceSandbox, spec: SandboxSpec, egress: RunEgress?, launcher: SandboxLauncher? = nil, workspace: WorkspaceArea?,
+            events: EventPipeline, record: SandboxRecord, envAllowed: Set<String>
         ) {
             self.id = id
             self.service = service
             self.spec = spec
             self.egress = egress
+            self.launcher = launcher
             self.workspace = workspace
             self.events = events
             self.record = Mutex(record)
@@ -224,22 +227,26 @@ public final class Supervisor: Sendable {
         if wsMode != .none {
             do { area = try WorkspaceArea.make(under: settings.workspacesDirectory, id: id, size: diskBytes) } catch { throw Problem.from(error) }
         }
-        var spec: SandboxSpec
-        let secrets: [GatewaySecret]
+        // The one lifecycle (SandboxLauncher, as for `airlock run`): secrets loaded the same way
+        // (bound ones as placeholders, the others set as themselves), this sandbox's event
+        // pipeline, and its services (the egress gateway on its own airlock socket).
+        let launcher: SandboxLauncher
         do {
-            spec = try daemonSpec(RunRequest(
+            let resolved = try daemonSpec(RunRequest(
                 profile: req.profile, policy: policy, command: ["/bin/true"], workspace: area?.path,
                 env: req.env.sorted { $0.key < $1.key }.map { EnvironmentVariable($0.key, $0.value) },
                 wallClock: .seconds(ttl + 2), memory: req.memory, cpus: req.cpus, pids: req.pids, disk: req.disk,
                 currentDirectory: "/", hostEnvironment: settings.environment))
-            // The same secrets as `airlock run`: bound ones as placeholders, the others set as
-            // themselves; all of them redacted from this sandbox's events.
-            secrets = try SandboxSecrets.load(into: &spec, flags: [], environment: settings.environment)
+            launcher = try SandboxLauncher(
+                spec: resolved, instance: id,
+                identity: Identity(instance: id, session: req.labels["session"], workflow: req.labels["workflow"], agent: req.labels["agent"], principal: principal),
+                events: audit, environment: settings.environment, service: true)
         } catch {
             area?.remove()
             throw Problem.from(error)
         }
-        let events = events(sandbox: id, labels: req.labels, principal: principal, secrets: SandboxSecrets.redactable(secrets))
+        let spec = launcher.spec
+        let events = launcher.events
         let labels = Self.redacted(req.labels, events)
         let now = Date()
         var record = SandboxRecord(
@@ -247,37 +254,22 @@ public final class Supervisor: Sendable {
             ttlSeconds: ttl, idleTimeoutSeconds: req.idleTimeout, maxExecs: req.maxExecs, lastActivityAt: now,
             spec: Self.json(Self.stored(spec, events)), workspacePath: area?.path, workspaceMounted: area?.mounted ?? false, persist: req.persist,
             workspaceID: req.workspace, principal: principal)
-
-        // Egress: the sandbox's own gateway on its own airlock socket.
-        var egress: RunEgress?
-        if spec.network.mode == .proxied {
-            do { egress = try RunEgress(spec: spec, instance: id, secrets: secrets, sink: events, environment: settings.environment) } catch {
-                area?.remove()
-                throw Problem.from(error)
-            }
-            record.airlockDirectory = egress?.directory
-        }
+        record.airlockDirectory = launcher.airlockDirectory
         // Recorded before anything runs, so that a crash from here on is recovered.
         do { try store.insertSandbox(record) } catch {
-            egress?.stop()
+            launcher.teardown()
             area?.remove()
             throw Problem.internalError("the store refused the new sandbox: \(error)")
         }
-        var sandboxRunner = self.runner
-        sandboxRunner.events = events
-        let runner = sandboxRunner
-        let directory = egress?.directory
-        let launchSpec = spec
+        let runner = self.runner
         let started: Result<ServiceSandbox, AirlockError> = await Blocking.run {
-            do throws(AirlockError) { return .success(try ServiceSandbox.start(launchSpec, instance: id, runner: runner, airlockDirectory: directory)) } catch {
-                return .failure(error)
-            }
+            do throws(AirlockError) { return .success(try launcher.start(runner)) } catch { return .failure(error) }
         }
         let service: ServiceSandbox
         switch started {
         case .success(let s): service = s
         case .failure(let error):
-            egress?.stop()
+            // The launcher tore its services down.
             area?.remove()
             // The caller never got this sandbox: no record of it stays (the failure is audited).
             try? store.deleteSandbox(id: id)
@@ -287,7 +279,9 @@ public final class Supervisor: Sendable {
         record.helperPID = service.helperPID
         record.cgroupDirectories = service.cgroup?.directories ?? []
         try? store.updateSandbox(record)
-        let sandbox = LiveSandbox(id: id, service: service, spec: spec, egress: egress, workspace: area, events: events, record: record, envAllowed: allowedEnv)
+        let sandbox = LiveSandbox(
+            id: id, service: service, spec: spec, egress: launcher.egress, launcher: launcher, workspace: area, events: events, record: record,
+            envAllowed: allowedEnv)
         _ = await register(sandbox, principal: principal)
         if let restoreFrom {
             do { try await restore(restoreFrom, into: sandbox) } catch {
@@ -519,6 +513,7 @@ public final class Supervisor: Sendable {
             return r
         }
         sb.egress?.stop()
+        sb.launcher?.teardown()
         var record = sb.record.withLock { $0 }
         record.state = .stopped
         record.stopReason = reason

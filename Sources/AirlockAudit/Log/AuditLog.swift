@@ -30,8 +30,9 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         /// Applied to every string of every event before it is encoded: the log never
         /// sees what this removes.
         public var redact: (@Sendable (String) -> String)?
-        /// Called on the writer thread after each durable batch, with the number of
-        /// records and each caller's wait (enqueue to acknowledgement) in nanoseconds.
+        /// Called on the writer thread after each durable batch, just before its callers
+        /// are released, with the number of records and each caller's wait (enqueue to
+        /// acknowledgement) in nanoseconds.
         public var onCommit: (@Sendable (_ records: Int, _ latenciesNanos: [UInt64]) -> Void)?
         /// Called when an `emit` (which cannot throw) fails.
         public var onError: (@Sendable (AirlockError) -> Void)?
@@ -347,16 +348,19 @@ public final class AuditLog: EventSink, @unchecked Sendable {
                 result = commit(batch, shutdown: shutdown)
             }
             let now = Clock.monotonicNanos()
+            var latencies: [UInt64] = []
+            latencies.reserveCapacity(batch.count)
+            for p in batch { latencies.append(now &- p.enqueued) }
+            // Before anyone is released, so a caller that waits for its events also waits
+            // for their accounting.
+            if case .success = result, !batch.isEmpty { options.onCommit?(batch.count, latencies) }
 
             pthread_mutex_lock(&mutex)
             if case .failure(let f) = result, failure == nil { failure = f }
-            var latencies: [UInt64] = []
-            latencies.reserveCapacity(batch.count)
             var resumes: [(CheckedContinuation<UInt64, any Error>, Result<UInt64, AirlockError>)] = []
             var batchResults: [(BatchWaiter, Result<UInt64, AirlockError>)] = []
             for (i, p) in batch.enumerated() {
                 let r: Result<UInt64, AirlockError> = result.map { $0[i] }
-                latencies.append(now &- p.enqueued)
                 switch p.waiter {
                 case .sync(let slot): slot.result = r
                 case .async(let c): resumes.append((c, r))
@@ -373,7 +377,6 @@ public final class AuditLog: EventSink, @unchecked Sendable {
                 }
             }
             for (b, r) in batchResults { b.deliver(r) }
-            if case .success = result, !batch.isEmpty { options.onCommit?(batch.count, latencies) }
             pthread_mutex_lock(&mutex)
             if shutdown { break }
         }

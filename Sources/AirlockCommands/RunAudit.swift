@@ -79,7 +79,7 @@ final class RunAudit {
         sink = StampingSink(identity: s.identity, redact: redact, next: FanOutSink(sinks))
     }
 
-    /// Seals the log (shutdown checkpoint). Returns false if anything could not be recorded.
+    /// Closes the log (every batch is already signed). Returns false if anything could not be recorded.
     func finish() -> Bool {
         var ok = true
         do { try log?.close() } catch {

@@ -87,7 +87,16 @@ struct AuditCommand: ParsableCommand {
             }
             print("ok: \(r.records) records (seq \(r.firstSeq)–\(r.lastSeq)) in \(r.segments) segment(s), \(r.checkpoints) signed checkpoint(s)")
             for c in r.chains { print("chain \(c.id) from seq \(c.firstSeq), key \(c.key.id) (\(c.key))") }
-            print(r.sealed ? "sealed: the last record is a checkpoint" : "open: a writer is running; records after seq \(r.lastCheckpointSeq) are not yet checkpointed")
+            print("sealed: a signature covers every record" + (r.open ? " (a writer has the log open)" : ""))
+            print("recoveries: \(r.recoveries.count)" + (r.recoveries.isEmpty ? "" : " (records no signature covered, cut by the next writer: a crash, or records written without the key)"))
+            for rec in r.recoveries { print("  recovered: \(rec)") }
+            print("retentions: \(r.retentions.count)")
+            for ret in r.retentions { print("  retention: \(ret)") }
+            if v.anchors.isEmpty {
+                print("anchors: none; nothing here proves the log was not cut back to an earlier signature: verify with --anchor and a head kept elsewhere")
+            } else {
+                print("anchors: \(v.anchors.count) SEQ:HASH found unchanged")
+            }
             print("head: \(r.lastSeq):\(r.lastHash)")
         }
     }

@@ -152,7 +152,7 @@ import Testing
         // Removing another segment from the start without a retention record is caught.
         unlink(t.log + "/" + after[0])
         let bad = try verify(t.log)
-        #expect(bad.problem?.message.contains("no audit.retention record accounts for") == true)
+        #expect(bad.problem?.message.contains("no signed audit.retention record accounts for") == true)
 
         // Age: a segment older than maxSegmentAge is rotated on the next write.
         let t2 = TempDir()

@@ -37,11 +37,21 @@ struct AuditCommand: ParsableCommand {
         }
     }
 
-    /// One record as a JSON line: `seq`, then the event's own fields.
+    /// One record as a JSON line: `seq`, then the event's own fields. A record whose
+    /// content does not match its own hash gets `"audit.integrity":"hash mismatch"` and a
+    /// warning on stderr (the chain and signatures are `audit verify`'s job).
     static func render(_ r: LogRecord) -> String {
-        guard case .object(let pairs)? = try? JSONParser.parse(r.event) else { return String(decoding: r.event, as: UTF8.self) }
+        let intact = LogRecord.chainHash(seq: r.seq, prev: r.prev, event: r.event) == r.hash
+        if !intact {
+            printError("airlock: warning: audit record seq \(r.seq) does not match its own hash: it was altered; run `airlock audit verify`")
+        }
+        guard case .object(let pairs)? = try? JSONParser.parse(r.event) else {
+            let raw = JSONValue.string(String(decoding: r.event, as: UTF8.self))
+            return JSONValue.object([("seq", .int(Int64(r.seq))), ("audit.integrity", .string(intact ? "unparsable event" : "hash mismatch")), ("raw", raw)]).encoded()
+        }
         var out = pairs
         out.insert(("seq", .int(Int64(r.seq))), at: min(1, out.count))
+        if !intact { out.insert(("audit.integrity", .string("hash mismatch")), at: min(2, out.count)) }
         return JSONValue.object(out).encoded()
     }
 

@@ -99,6 +99,13 @@ extension SandboxSuite {
                 let edited = try #require(text.split(separator: "\n").first { $0.contains("\"process.exit.code\":1") })
                 let seq = try #require(edited.dropFirst(7).split(separator: ",").first)
                 #expect(bad.stderr.contains("seg-00000000000000000001.log, seq \(seq)") && bad.stderr.contains("hash mismatch"), "\(bad.stderr)")
+                // tail and query check each record's own hash and mark the one that fails.
+                for args in [["audit", "tail", dir, "-n", "100"], ["audit", "query", dir, "--type", "process.exited"]] {
+                    let out = try f.run(args)
+                    let marked = out.stdout.split(separator: "\n").filter { $0.contains("\"audit.integrity\":\"hash mismatch\"") }
+                    #expect(marked.count == 1 && marked[0].contains("\"seq\":\(seq)"), "\(args): \(out.stdout)")
+                    #expect(out.stderr.contains("seq \(seq) does not match its own hash"))
+                }
                 // A bad key argument is a usage error that says what to pass.
                 let usage = try f.run(["audit", "verify", dir, "--key", "nonsense"])
                 #expect(usage.status == 64 && usage.stderr.contains("ed25519:"))

@@ -66,7 +66,7 @@ struct AuditCommand: ParsableCommand {
         @Argument(help: "The log directory.") var dir: String?
         @Option(name: .long, help: ArgumentHelp("Trust only this public key (ed25519:<hex>, or a file holding it, e.g. one exported with `airlock audit key`). Repeatable.", valueName: "KEY"))
         var key: [String] = []
-        @Option(name: .long, help: ArgumentHelp("A record known to exist, as SEQ:HASH (e.g. a head shipped off-host): catches rollback. Repeatable.", valueName: "SEQ:HASH"))
+        @Option(name: .long, help: ArgumentHelp("A record known to exist, as SEQ:HASH (e.g. a head shipped off-host), or a witness file of signed heads (one JSON head per line, as --audit-witness file:PATH writes): every one must be in the log unchanged, so a rollback below any of them fails. Repeatable.", valueName: "SEQ:HASH|FILE"))
         var anchor: [String] = []
 
         func run() throws {
@@ -83,10 +83,22 @@ struct AuditCommand: ParsableCommand {
             }
             for a in anchor {
                 let parts = a.split(separator: ":", maxSplits: 1)
-                guard parts.count == 2, let seq = UInt64(parts[0]), let h = Digest32(hex: String(parts[1])) else {
-                    throw fail(AirlockError(.usage, "--anchor \(a): expected SEQ:HASH, e.g. 1042:<64 lowercase hex digits>"))
+                if parts.count == 2, let seq = UInt64(parts[0]), let h = Digest32(hex: String(parts[1])) {
+                    v.anchors.append((seq, h))
+                    continue
                 }
-                v.anchors.append((seq, h))
+                guard let bytes = LogFiles.read(AuditCommand.absolute(a), upTo: 256 << 20) else {
+                    throw fail(AirlockError(.usage, "--anchor \(a): expected SEQ:HASH (e.g. 1042:<64 lowercase hex digits>) or a readable witness file of JSON heads"))
+                }
+                var n = 0
+                for (i, line) in bytes.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
+                    guard let head = SignedHead(line: line) else {
+                        throw fail(AirlockError(.usage, "--anchor \(a), line \(i + 1): not a signed head (expected {\"seq\":…,\"hash\":…,\"chain\":…,\"key\":…,\"signature\":…})"))
+                    }
+                    v.witnessedHeads.append(("\(a), line \(i + 1)", head))
+                    n += 1
+                }
+                guard n > 0 else { throw fail(AirlockError(.usage, "--anchor \(a): the witness file holds no heads")) }
             }
             let r: AuditVerifier.Report
             do { r = try v.verify() } catch { throw fail(error) }
@@ -102,10 +114,10 @@ struct AuditCommand: ParsableCommand {
             for rec in r.recoveries { print("  recovered: \(rec)") }
             print("retentions: \(r.retentions.count)")
             for ret in r.retentions { print("  retention: \(ret)") }
-            if v.anchors.isEmpty {
-                print("anchors: none; nothing here proves the log was not cut back to an earlier signature: verify with --anchor and a head kept elsewhere")
+            if !v.anchors.isEmpty || !v.witnessedHeads.isEmpty {
+                print("anchors: \(v.anchors.count) SEQ:HASH and \(r.witnessedChecked) witnessed head(s) found unchanged" + (r.witnessedBeforeStart > 0 ? "; \(r.witnessedBeforeStart) older than the log's start (removed by signed retention)" : ""))
             } else {
-                print("anchors: \(v.anchors.count) SEQ:HASH found unchanged")
+                print("anchors: none; nothing here proves the log was not cut back to an earlier signature: verify with --anchor and the heads a witness kept")
             }
             print("head: \(r.lastSeq):\(r.lastHash)")
         }

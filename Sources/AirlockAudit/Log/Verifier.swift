@@ -5,7 +5,7 @@ import AirlockCore
 
 /// Checks a log directory: every record's hash and link, sequence continuity within
 /// and across segments, segment headers, every checkpoint's signature, key changes,
-/// retention claims (only signed ones count), and that a signature
+/// retention claims (only signed ones count), witnessed heads, and that a signature
 /// covers the last record. It stops at the first broken record and says exactly where
 /// and what; on success it lists every recovery cut and every retention.
 ///
@@ -45,6 +45,10 @@ public struct AuditVerifier {
         public var recoveries: [Recovery] = []
         /// Every signed `audit.retention` record, oldest first.
         public var retentions: [Retention] = []
+        /// Witnessed heads found in the log unchanged, and those older than its start
+        /// (removed by a signed retention, so not checkable).
+        public var witnessedChecked = 0
+        public var witnessedBeforeStart = 0
         public var problem: Problem?
 
         public var ok: Bool { problem == nil }
@@ -96,6 +100,10 @@ public struct AuditVerifier {
     /// Known-good (seq, hash) pairs, e.g. checkpoints shipped off-host: the log must
     /// still contain each, unchanged. This is what catches a rollback to an earlier checkpoint.
     public var anchors: [(UInt64, Digest32)] = []
+    /// Heads a witness kept (e.g. the lines of a witness file), each with where it came
+    /// from: the log must contain each head's record unchanged, and each signature must
+    /// verify with the key of the head's chain. A rollback below any of them fails.
+    public var witnessedHeads: [(source: String, head: SignedHead)] = []
 
     public init(directory: String) { self.directory = directory }
 
@@ -172,12 +180,37 @@ public struct AuditVerifier {
                 return report
             }
         }
+        for (source, head) in witnessedHeads {
+            if head.seq < report.firstSeq {
+                report.witnessedBeforeStart += 1  // removed by a signed retention (checked above)
+                continue
+            }
+            guard let found = state.anchorHits[head.seq] else {
+                report.problem = Problem(
+                    segment: last, seq: head.seq,
+                    message: "\(source): the witnessed head seq \(head.seq) is beyond the end of the log (seq \(report.lastSeq)): records were removed from the end (rolled back below a witnessed head)")
+                return report
+            }
+            if found != head.hash {
+                report.problem = Problem(
+                    segment: last, seq: head.seq,
+                    message: "\(source): the record's hash \(found) differs from the witnessed head's \(head.hash): the log was rewritten after it was witnessed")
+                return report
+            }
+            guard let chain = report.chains.first(where: { $0.id == head.chain }), chain.key == head.key, head.isSigned(by: chain.key) else {
+                report.problem = Problem(
+                    segment: last, seq: head.seq,
+                    message: "\(source): the witnessed head's signature does not verify with the key of chain \(head.chain) in the log: the witness holds a forged head, or the log's chain was replaced")
+                return report
+            }
+            report.witnessedChecked += 1
+        }
         if !report.sealed {
             report.problem = Problem(
                 segment: last, seq: report.lastSeq,
                 message: "records \(report.lastCheckpointSeq + 1)–\(report.lastSeq) are not covered by a signature (every acknowledged batch ends with one): "
                     + "either a writer crashed just now or someone appended records. Do not trust them; compare the log with a head kept off this host "
-                    + "(`airlock audit verify --anchor SEQ:HASH`). The next writer moves them to a cut-*.log file and records the cut; it never signs them")
+                    + "(`airlock audit verify --anchor WITNESS-FILE`). The next writer moves them to a cut-*.log file and records the cut; it never signs them")
         }
         return report
     }
@@ -199,7 +232,7 @@ public struct AuditVerifier {
     private func check(segment name: String, bytes: [UInt8], state: inout State, report: inout Report) -> Problem? {
         let lines = SegmentLines(bytes: bytes)
         var first = true
-        let anchorSeqs = Set(anchors.map(\.0))
+        let anchorSeqs = Set(anchors.map(\.0) + witnessedHeads.map(\.head.seq))
         for (offset, line) in lines {
             let before = state.expected > 0 ? state.expected - 1 : nil
             let record: LogRecord

@@ -52,6 +52,9 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Running sandboxes at most (creates beyond get 429).")
     var maxSandboxes: Int = 256
 
+    @Option(help: ArgumentHelp("Publish each signed head of the audit log to a witness off this host: file:/PATH, http://HOST[:PORT]/PATH or exec:COMMAND. Failures are logged; they never block the log.", valueName: "TARGET"))
+    var auditWitness: String?
+
     func run() throws {
         // Whoever started us may have blocked these (test runners do); a daemon must hear them.
         var mask = sigset_t()
@@ -67,6 +70,7 @@ struct ServeCommand: ParsableCommand {
         o.insecureHTTP = insecureHTTP
         o.policyFile = policy
         o.maxSandboxes = max(1, maxSandboxes)
+        o.auditWitness = auditWitness
         for w in warm {
             let kv = w.split(separator: "=", maxSplits: 1)
             guard kv.count == 2, let n = Int(kv[1]), (0...64).contains(n) else {

@@ -32,6 +32,9 @@ public enum Daemon {
         /// Sandboxes kept built per profile (the warm pool).
         public var warm: [String: Int] = [:]
         public var maxSandboxes = 256
+        /// Where each signed head of the audit log is published (`AuditWitness.Target`
+        /// syntax: file:/PATH, http://HOST[:PORT]/PATH, exec:COMMAND); nil for none.
+        public var auditWitness: String?
 
         public init(stateDirectory: String, environment: [String: String]) {
             self.stateDirectory = stateDirectory
@@ -76,7 +79,14 @@ public enum Daemon {
         try prepareStateDirectory(o.stateDirectory)
         let store = try openStore(o.stateDirectory)
         let vault = try Vault.open(keyFile: o.stateDirectory + "/master.key")
-        let log = try AuditLog.open(AuditLog.Options(directory: o.stateDirectory + "/audit"))
+        var auditOptions = AuditLog.Options(directory: o.stateDirectory + "/audit")
+        var witness: AuditWitness?
+        if let text = o.auditWitness {
+            let w = AuditWitness(target: try AuditWitness.Target.parse(text)) { message in logger.warning("\(message)") }
+            auditOptions.onHead = { w.publish($0) }
+            witness = w
+        }
+        let log = try AuditLog.open(auditOptions)
         var policy: PolicyDocument?
         if let file = o.policyFile {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw AirlockError(.usage, "cannot read the policy file \(file)") }
@@ -96,7 +106,7 @@ public enum Daemon {
         try claimSocket(socket)
         // Shut down in reverse order: the supervisor first (every sandbox stopped, so no request
         // waits on one), then the API servers, the audit writer last.
-        var services: [any Service] = [AuditService(log: log)]
+        var services: [any Service] = [AuditService(log: log, witness: witness)]
         let unix = Application(
             router: api.router(transport: .unix),
             configuration: .init(address: .unixDomainSocket(path: socket), serverName: nil),
@@ -189,8 +199,10 @@ struct SupervisorService: Service {
 /// The audit writer: closed last, after every other service's events were written.
 struct AuditService: Service {
     let log: AuditLog
+    let witness: AuditWitness?
     func run() async throws {
         try? await gracefulShutdown()
         try? log.close()
+        witness?.close(timeout: .seconds(10))
     }
 }

@@ -37,11 +37,21 @@ struct AuditCommand: ParsableCommand {
         }
     }
 
-    /// One record as a JSON line: `seq`, then the event's own fields.
+    /// One record as a JSON line: `seq`, then the event's own fields. A record whose
+    /// content does not match its own hash gets `"audit.integrity":"hash mismatch"` and a
+    /// warning on stderr (the chain and signatures are `audit verify`'s job).
     static func render(_ r: LogRecord) -> String {
-        guard case .object(let pairs)? = try? JSONParser.parse(r.event) else { return String(decoding: r.event, as: UTF8.self) }
+        let intact = LogRecord.chainHash(seq: r.seq, prev: r.prev, event: r.event) == r.hash
+        if !intact {
+            printError("airlock: warning: audit record seq \(r.seq) does not match its own hash: it was altered; run `airlock audit verify`")
+        }
+        guard case .object(let pairs)? = try? JSONParser.parse(r.event) else {
+            let raw = JSONValue.string(String(decoding: r.event, as: UTF8.self))
+            return JSONValue.object([("seq", .int(Int64(r.seq))), ("audit.integrity", .string(intact ? "unparsable event" : "hash mismatch")), ("raw", raw)]).encoded()
+        }
         var out = pairs
         out.insert(("seq", .int(Int64(r.seq))), at: min(1, out.count))
+        if !intact { out.insert(("audit.integrity", .string("hash mismatch")), at: min(2, out.count)) }
         return JSONValue.object(out).encoded()
     }
 
@@ -56,7 +66,7 @@ struct AuditCommand: ParsableCommand {
         @Argument(help: "The log directory.") var dir: String?
         @Option(name: .long, help: ArgumentHelp("Trust only this public key (ed25519:<hex>, or a file holding it, e.g. one exported with `airlock audit key`). Repeatable.", valueName: "KEY"))
         var key: [String] = []
-        @Option(name: .long, help: ArgumentHelp("A record known to exist, as SEQ:HASH (e.g. a head shipped off-host): catches rollback. Repeatable.", valueName: "SEQ:HASH"))
+        @Option(name: .long, help: ArgumentHelp("A record known to exist, as SEQ:HASH (e.g. a head shipped off-host), or a witness file of signed heads (one JSON head per line, as --audit-witness file:PATH writes): every one must be in the log unchanged, so a rollback below any of them fails. Repeatable.", valueName: "SEQ:HASH|FILE"))
         var anchor: [String] = []
 
         func run() throws {
@@ -73,10 +83,22 @@ struct AuditCommand: ParsableCommand {
             }
             for a in anchor {
                 let parts = a.split(separator: ":", maxSplits: 1)
-                guard parts.count == 2, let seq = UInt64(parts[0]), let h = Digest32(hex: String(parts[1])) else {
-                    throw fail(AirlockError(.usage, "--anchor \(a): expected SEQ:HASH, e.g. 1042:<64 lowercase hex digits>"))
+                if parts.count == 2, let seq = UInt64(parts[0]), let h = Digest32(hex: String(parts[1])) {
+                    v.anchors.append((seq, h))
+                    continue
                 }
-                v.anchors.append((seq, h))
+                guard let bytes = LogFiles.read(AuditCommand.absolute(a), upTo: 256 << 20) else {
+                    throw fail(AirlockError(.usage, "--anchor \(a): expected SEQ:HASH (e.g. 1042:<64 lowercase hex digits>) or a readable witness file of JSON heads"))
+                }
+                var n = 0
+                for (i, line) in bytes.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
+                    guard let head = SignedHead(line: line) else {
+                        throw fail(AirlockError(.usage, "--anchor \(a), line \(i + 1): not a signed head (expected {\"seq\":…,\"hash\":…,\"chain\":…,\"key\":…,\"signature\":…})"))
+                    }
+                    v.witnessedHeads.append(("\(a), line \(i + 1)", head))
+                    n += 1
+                }
+                guard n > 0 else { throw fail(AirlockError(.usage, "--anchor \(a): the witness file holds no heads")) }
             }
             let r: AuditVerifier.Report
             do { r = try v.verify() } catch { throw fail(error) }
@@ -87,7 +109,16 @@ struct AuditCommand: ParsableCommand {
             }
             print("ok: \(r.records) records (seq \(r.firstSeq)–\(r.lastSeq)) in \(r.segments) segment(s), \(r.checkpoints) signed checkpoint(s)")
             for c in r.chains { print("chain \(c.id) from seq \(c.firstSeq), key \(c.key.id) (\(c.key))") }
-            print(r.sealed ? "sealed: the last record is a checkpoint" : "open: a writer is running; records after seq \(r.lastCheckpointSeq) are not yet checkpointed")
+            print("sealed: a signature covers every record" + (r.open ? " (a writer has the log open)" : ""))
+            print("recoveries: \(r.recoveries.count)" + (r.recoveries.isEmpty ? "" : " (records no signature covered, cut by the next writer: a crash, or records written without the key)"))
+            for rec in r.recoveries { print("  recovered: \(rec)") }
+            print("retentions: \(r.retentions.count)")
+            for ret in r.retentions { print("  retention: \(ret)") }
+            if !v.anchors.isEmpty || !v.witnessedHeads.isEmpty {
+                print("anchors: \(v.anchors.count) SEQ:HASH and \(r.witnessedChecked) witnessed head(s) found unchanged" + (r.witnessedBeforeStart > 0 ? "; \(r.witnessedBeforeStart) older than the log's start (removed by signed retention)" : ""))
+            } else {
+                print("anchors: none; nothing here proves the log was not cut back to an earlier signature: verify with --anchor and the heads a witness kept")
+            }
             print("head: \(r.lastSeq):\(r.lastHash)")
         }
     }

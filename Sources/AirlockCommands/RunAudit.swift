@@ -14,6 +14,7 @@ import Glibc
 final class RunAudit {
     let sink: EventPipeline
     private let log: AuditLog?
+    private let witness: AuditWitness?
     private let traces: OTLPTraceSink?
     private let metrics: MetricsSink?
     private let metricsFile: String?
@@ -22,6 +23,8 @@ final class RunAudit {
     struct Settings {
         var auditDirectory: String?
         var noAudit = false
+        /// `--audit-witness`, else `$AIRLOCK_AUDIT_WITNESS`.
+        var auditWitness: String?
         var eventsFile: String?
         /// Prometheus text exposition written here when the run ends (textfile collector).
         var metricsFile: String?
@@ -41,11 +44,19 @@ final class RunAudit {
         if s.noAudit {
             printError("airlock: warning: --no-audit: this run is NOT recorded in the tamper-evident audit log")
             log = nil
+            witness = nil
         } else {
             guard let dir = s.auditDirectory ?? LogFiles.defaultDirectory(environment: s.environment) else {
                 throw AirlockError(.usage, "no audit log directory: set AIRLOCK_AUDIT_DIR or pass --audit-dir (or --no-audit to run unrecorded)")
             }
             var o = AuditLog.Options(directory: dir)
+            if let text = s.auditWitness ?? s.environment["AIRLOCK_AUDIT_WITNESS"], !text.isEmpty {
+                let w = AuditWitness(target: try AuditWitness.Target.parse(text)) { printError("airlock: warning: \($0)") }
+                o.onHead = { w.publish($0) }
+                witness = w
+            } else {
+                witness = nil
+            }
             if let metrics { o.onCommit = { n, latencies in metrics.recordAuditCommit(records: n, latenciesNanos: latencies) } }
             let failures = self.failures
             o.onError = { error in
@@ -75,13 +86,16 @@ final class RunAudit {
         sink = EventPipeline(identity: s.identity, log: log, sinks: sinks)
     }
 
-    /// Seals the log (shutdown checkpoint). Returns false if anything could not be recorded.
+    /// Closes the log (every batch is already signed) and publishes its last head to the
+    /// witness. Returns false if anything could not be recorded.
     func finish() -> Bool {
         var ok = true
         do { try log?.close() } catch {
             printError("airlock: error: the audit log could not be sealed: \(error)")
             ok = false
         }
+        // The run's last head, off the host before airlock exits (a failure was reported).
+        witness?.close(timeout: .seconds(10))
         traces?.shutdown(timeout: .seconds(5))
         if let metrics, let metricsFile {
             do { try metrics.writeTextfile(path: metricsFile) } catch {

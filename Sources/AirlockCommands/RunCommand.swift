@@ -69,6 +69,9 @@ struct RunCommand: ParsableCommand {
     @Flag(name: .long, help: "Do not record this run in the audit log (loudly warned; not for production).")
     var noAudit = false
 
+    @Option(name: .long, help: ArgumentHelp("Publish each signed head of the audit log to a witness off this host: file:/PATH, http://HOST[:PORT]/PATH or exec:COMMAND (default: $AIRLOCK_AUDIT_WITNESS). A failing witness is reported, never blocks the run.", valueName: "TARGET"))
+    var auditWitness: String?
+
     @Option(name: .long, help: "Session id recorded with every event.") var session: String?
     @Option(name: .long, help: "Workflow id recorded with every event.") var workflow: String?
     @Option(name: .long, help: "Agent id recorded with every event.") var agent: String?
@@ -96,7 +99,7 @@ struct RunCommand: ParsableCommand {
         let identity = Identity(instance: "", session: session, workflow: workflow, agent: agent, principal: principal ?? "uid:\(getuid())")
         do {
             audit = try RunAudit(RunAudit.Settings(
-                auditDirectory: auditDir.map(AuditCommand.absolute), noAudit: noAudit, eventsFile: events, metricsFile: metricsFile,
+                auditDirectory: auditDir.map(AuditCommand.absolute), noAudit: noAudit, auditWitness: auditWitness, eventsFile: events, metricsFile: metricsFile,
                 identity: identity, environment: hostEnv))
         } catch { throw fail(error) }
         var logger = Logger(label: "airlock")

@@ -54,6 +54,8 @@ struct ServeCommand: ParsableCommand {
 
     @Option(help: "Seconds a client has to send a request head, and may pause while sending a body; the connection is closed past it.")
     var requestTimeout: Double = 30
+    @Option(help: ArgumentHelp("Publish each signed head of the audit log to a witness off this host: file:/PATH, http://HOST[:PORT]/PATH or exec:COMMAND. Failures are logged; they never block the log.", valueName: "TARGET"))
+    var auditWitness: String?
 
     func run() throws {
         // Whoever started us may have blocked these (test runners do); a daemon must hear them.
@@ -74,6 +76,7 @@ struct ServeCommand: ParsableCommand {
             throw fail(AirlockError(.usage, "--request-timeout takes seconds from 0 to 3600, e.g. --request-timeout 30"))
         }
         o.requestTimeout = requestTimeout
+        o.auditWitness = auditWitness
         for w in warm {
             let kv = w.split(separator: "=", maxSplits: 1)
             guard kv.count == 2, let n = Int(kv[1]), (0...64).contains(n) else {

@@ -35,6 +35,9 @@ public enum Daemon {
         public var maxSandboxes = 256
         /// Seconds a client has to send a request head, and may pause while sending a body.
         public var requestTimeout: Double = 30
+        /// Where each signed head of the audit log is published (`AuditWitness.Target`
+        /// syntax: file:/PATH, http://HOST[:PORT]/PATH, exec:COMMAND); nil for none.
+        public var auditWitness: String?
 
         public init(stateDirectory: String, environment: [String: String]) {
             self.stateDirectory = stateDirectory
@@ -108,7 +111,14 @@ public enum Daemon {
         try checkTraversable(o.stateDirectory)
         let store = try openStore(o.stateDirectory)
         let vault = try Vault.open(keyFile: o.stateDirectory + "/master.key")
-        let log = try AuditLog.open(AuditLog.Options(directory: o.stateDirectory + "/audit"))
+        var auditOptions = AuditLog.Options(directory: o.stateDirectory + "/audit")
+        var witness: AuditWitness?
+        if let text = o.auditWitness {
+            let w = AuditWitness(target: try AuditWitness.Target.parse(text)) { message in logger.warning("\(message)") }
+            auditOptions.onHead = { w.publish($0) }
+            witness = w
+        }
+        let log = try AuditLog.open(auditOptions)
         var policy: PolicyDocument?
         if let file = o.policyFile { policy = try PolicyFile.load(file) }
         var settings = DaemonSettings(stateDirectory: o.stateDirectory, hostname: hostName(), environment: o.environment)
@@ -128,7 +138,7 @@ public enum Daemon {
         try claimSocket(socket)
         // Shut down in reverse order: the supervisor first (every sandbox stopped, so no request
         // waits on one), then the API servers, the audit writer last.
-        var services: [any Service] = [AuditService(log: log)]
+        var services: [any Service] = [AuditService(log: log, witness: witness)]
         let limits = ConnectionGuard.Limits(
             head: .milliseconds(Int64(o.requestTimeout * 1000)), bodyIdle: .milliseconds(Int64(o.requestTimeout * 1000)))
         let http1: HTTPServerBuilder = .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits)]))
@@ -224,8 +234,10 @@ struct SupervisorService: Service {
 /// The audit writer: closed last, after every other service's events were written.
 struct AuditService: Service {
     let log: AuditLog
+    let witness: AuditWitness?
     func run() async throws {
         try? await gracefulShutdown()
         try? log.close()
+        witness?.close(timeout: .seconds(10))
     }
 }

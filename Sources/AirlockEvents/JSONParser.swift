@@ -196,3 +196,10 @@ extension JSONValue {
         return nil
     }
 }
+
+extension JSONValue {
+    public var arrayValue: [JSONValue]? {
+        if case .array(let a) = self { return a }
+        return nil
+    }
+}

@@ -153,7 +153,9 @@ func auditBenchmark(events: Int) async -> Int32 {
 }
 
 /// For the crash test: appends from 8 concurrent tasks until killed, printing
-/// `SEQ WRITER I` for every acknowledged (durable) event.
+/// `SEQ WRITER I` for every acknowledged (durable and signed) event. Half the tasks
+/// append one event at a time, half 100 at once, so that batches are large and a kill
+/// often lands in the middle of one.
 func auditCrashWriter(directory: String) async -> Int32 {
     do {
         var o = AuditLog.Options(directory: directory)
@@ -165,9 +167,12 @@ func auditCrashWriter(directory: String) async -> Int32 {
                 g.addTask {
                     var i = 0
                     while true {
-                        guard let seq = try? await log.append(benchEvent(w, i)) else { return }
-                        POSIXIO.writeAll(1, Array("\(seq) \(w) \(i)\n".utf8))
-                        i += 1
+                        let n = w < 4 ? 1 : 100
+                        guard let seqs = try? await log.append(contentsOf: (i..<(i + n)).map { benchEvent(w, $0) }) else { return }
+                        var lines = ""
+                        for (k, seq) in seqs.enumerated() { lines += "\(seq) \(w) \(i + k)\n" }
+                        POSIXIO.writeAll(1, Array(lines.utf8))
+                        i += n
                     }
                 }
             }

@@ -29,11 +29,15 @@ import Testing
         #expect(seqs == seqs.sorted() && Set(seqs).count == 25)
         #expect(eventJSON(all[0])["type"]?.stringValue == "audit.chain.started")
         let types = all.map { eventJSON($0)["type"]?.stringValue ?? "" }
-        #expect(types.filter { $0 == "audit.checkpoint" }.count == 3)  // after 10, after 20, shutdown
+        // One signature for the new segment's header, then one per batch (here: per append).
+        #expect(types.filter { $0 == "audit.checkpoint" }.count == 26)
         #expect(types.last == "audit.checkpoint")
-        #expect(eventJSON(all.last!)["audit.checkpoint.reason"]?.stringValue == "shutdown")
-        for s in seqs { #expect(eventJSON(all[Int(s) - 1])["n"] != nil) }
-        #expect(r.checkpoints == 3 && r.chains.count == 1)
+        #expect(eventJSON(all[1])["audit.checkpoint.reason"]?.stringValue == "segment")
+        for s in seqs {
+            #expect(eventJSON(all[Int(s) - 1])["n"] != nil)
+            #expect(eventJSON(all[Int(s)])["audit.checkpoint.reason"]?.stringValue == "batch")  // acknowledged = signed
+        }
+        #expect(r.checkpoints == 26 && r.chains.count == 1)
     }
 
     @Test func keyAndLogFilesAreOwnerOnly() throws {
@@ -148,7 +152,7 @@ import Testing
         // Removing another segment from the start without a retention record is caught.
         unlink(t.log + "/" + after[0])
         let bad = try verify(t.log)
-        #expect(bad.problem?.message.contains("no audit.retention record accounts for") == true)
+        #expect(bad.problem?.message.contains("no signed audit.retention record accounts for") == true)
 
         // Age: a segment older than maxSegmentAge is rotated on the next write.
         let t2 = TempDir()
@@ -163,15 +167,20 @@ import Testing
         #expect(ok2)
     }
 
-    @Test func checkpointsOnATimer() throws {
+    @Test func everyAcknowledgedBatchIsAlreadySigned() async throws {
         let t = TempDir()
         defer { t.cleanup() }
-        let log = try openLog(t.log, checkpointEvery: 1_000_000) { $0.checkpointInterval = .milliseconds(100) }
-        try log.appendAndWait(event(1))
-        usleep(400_000)
-        let types = records(t.log).map { eventJSON($0)["type"]?.stringValue }
-        #expect(types.last == "audit.checkpoint")
-        #expect(records(t.log).last.map { eventJSON($0)["audit.checkpoint.reason"]?.stringValue } == "interval")
+        let log = try openLog(t.log, checkpointEvery: 1_000_000)
+        let seqs = try await log.append(contentsOf: (0..<100).map { event($0) })
+        // Acknowledged, the writer still open: a signature already covers every record.
+        let last = records(t.log).last!
+        #expect(eventJSON(last)["type"]?.stringValue == "audit.checkpoint" && last.seq == seqs.last! + 1)
+        let r = try verify(t.log)
+        #expect(r.ok && r.sealed, "\(r.problem.map(\.description) ?? "")")
+        // The head names the last record the signature covers, and verifies with the key.
+        let head = try #require(log.head)
+        #expect(head.seq == seqs.last! && head.hash == records(t.log)[Int(head.seq) - 1].hash)
+        #expect(head.isSigned(by: log.publicKey) && SignedHead(line: Array(head.line.utf8)) == head)
         try log.close()
     }
 

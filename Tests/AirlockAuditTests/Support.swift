@@ -45,10 +45,13 @@ func writeLog(_ dir: String, events n: Int, checkpointEvery: Int = 10, maxSegmen
     try log.close()
 }
 
-func verify(_ dir: String, keys: [AuditPublicKey] = [], anchors: [(UInt64, Digest32)] = []) throws -> AuditVerifier.Report {
+func verify(
+    _ dir: String, keys: [AuditPublicKey] = [], anchors: [(UInt64, Digest32)] = [], witnessed: [(source: String, head: SignedHead)] = []
+) throws -> AuditVerifier.Report {
     var v = AuditVerifier(directory: dir)
     v.trustedKeys = keys
     v.anchors = anchors
+    v.witnessedHeads = witnessed
     return try v.verify()
 }
 

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Testing
 
@@ -140,10 +141,79 @@ extension SandboxSuite {
                 try text.write(toFile: seg, atomically: false, encoding: .utf8)
                 let bad = try f.run(["audit", "verify", dir])
                 #expect(bad.status == 1)
-                #expect(bad.stderr.contains("seg-00000000000000000001.log, seq 4") && bad.stderr.contains("hash mismatch"), "\(bad.stderr)")
+                let edited = try #require(text.split(separator: "\n").first { $0.contains("\"process.exit.code\":1") })
+                let seq = try #require(edited.dropFirst(7).split(separator: ",").first)
+                #expect(bad.stderr.contains("seg-00000000000000000001.log, seq \(seq)") && bad.stderr.contains("hash mismatch"), "\(bad.stderr)")
+                // tail and query check each record's own hash and mark the one that fails.
+                for args in [["audit", "tail", dir, "-n", "100"], ["audit", "query", dir, "--type", "process.exited"]] {
+                    let out = try f.run(args)
+                    let marked = out.stdout.split(separator: "\n").filter { $0.contains("\"audit.integrity\":\"hash mismatch\"") }
+                    #expect(marked.count == 1 && marked[0].contains("\"seq\":\(seq)"), "\(args): \(out.stdout)")
+                    #expect(out.stderr.contains("seq \(seq) does not match its own hash"))
+                }
                 // A bad key argument is a usage error that says what to pass.
                 let usage = try f.run(["audit", "verify", dir, "--key", "nonsense"])
                 #expect(usage.status == 64 && usage.stderr.contains("ed25519:"))
+            }
+        }
+
+        /// Issue 13's second attack through the real CLI: a forged run appended after the
+        /// last signature, then the next `airlock run`. It cuts the forgery instead of
+        /// signing it, and `verify --key --anchor WITNESS` reports the cut range; cutting the
+        /// log back below a witnessed head fails.
+        @Test func aForgedRunIsCutByTheNextRunAndAWitnessCatchesARollback() throws {
+            try Fixture.with { f in
+                let dir = f.path(".audit-forged")
+                let heads = f.path("witness-heads")
+                #expect(try f.run(["run", "--audit-dir", dir, "--audit-witness", "file:" + heads, "--", "/bin/true"]).status == 0)
+                let firstRun = try String(contentsOfFile: heads, encoding: .utf8).split(separator: "\n").count
+                #expect(try f.run(["run", "--audit-dir", dir, "--", "/bin/true"], environment: ["AIRLOCK_AUDIT_WITNESS": "file:" + heads]).status == 0)
+                let key = try f.run(["audit", "key", dir]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                let ok = try f.run(["audit", "verify", dir, "--key", key, "--anchor", heads])
+                #expect(ok.status == 0 && ok.stdout.contains("recoveries: 0"), "\(ok.stdout)\(ok.stderr)")
+                let witnessed = try String(contentsOfFile: heads, encoding: .utf8).split(separator: "\n").count
+                #expect(witnessed > firstRun && ok.stdout.contains("\(witnessed) witnessed head(s) found unchanged"), "\(ok.stdout)")
+
+                // The attacker appends a run of their own, correctly chained; no key, so no signature.
+                let seg = dir + "/" + (try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("seg-") }.sorted().last ?? "")
+                var text = try String(contentsOfFile: seg, encoding: .utf8)
+                let last = try #require(text.split(separator: "\n").last)
+                var seq = try #require(UInt64(last.dropFirst(7).prefix { $0 != "," }))
+                var prev = String(try #require(last.firstRange(of: "\"hash\":\"").map { last[$0.upperBound...].prefix(64) }))
+                let forgedFirst = seq + 1
+                for i in 0..<3 {
+                    seq += 1
+                    let event = #"{"time":"2026-12-07T10:00:0\#(i).000000000Z","type":"process.started","airlock.sandbox.id":"sbx-forged"}"#
+                    let hash = SHA256.hash(data: Data("airlock-audit/1\n\(seq)\n\(prev)\n\(event)".utf8)).map { String(format: "%02x", $0) }.joined()
+                    text += #"{"seq":\#(seq),"prev":"\#(prev)","hash":"\#(hash)","event":\#(event)}"# + "\n"
+                    prev = hash
+                }
+                try text.write(toFile: seg, atomically: false, encoding: .utf8)
+                let tampered = try f.run(["audit", "verify", dir, "--key", key])
+                #expect(tampered.status == 1 && tampered.stderr.contains("not covered by a signature"), "\(tampered.stderr)")
+                #expect(!tampered.stderr.contains("airlock run"))
+
+                // The next run cuts them (never signs them) and says so.
+                let next = try f.run(["run", "--audit-dir", dir, "--audit-witness", "file:" + heads, "--", "/bin/true"])
+                #expect(next.status == 0 && next.stderr.contains("cut what followed the last signature"), "\(next.stderr)")
+                let after = try f.run(["audit", "verify", dir, "--key", key, "--anchor", heads])
+                #expect(after.status == 0, "\(after.stdout)\(after.stderr)")
+                #expect(after.stdout.contains("recoveries: 1") && after.stdout.contains("cut records \(forgedFirst)–\(seq) (3 records)"), "\(after.stdout)")
+                let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("cut-") }
+                #expect(files == ["cut-\(forgedFirst)-\(seq).log"])
+                let segText = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("seg-") }
+                    .map { (try? String(contentsOfFile: dir + "/" + $0, encoding: .utf8)) ?? "" }.joined()
+                #expect(!segText.contains("sbx-forged"))
+
+                // Rolled back to the end of the first run: locally fine, below the witness.
+                let lines = try String(contentsOfFile: seg, encoding: .utf8).split(separator: "\n")
+                let firstHead = try #require(try String(contentsOfFile: heads, encoding: .utf8).split(separator: "\n").dropFirst(firstRun - 1).first)
+                let cutSeq = try #require(UInt64(firstHead.dropFirst(7).prefix { $0 != "," }))
+                let kept = lines.filter { UInt64($0.dropFirst(7).prefix { $0 != "," }).map { $0 <= cutSeq + 1 } ?? false }
+                try (kept.joined(separator: "\n") + "\n").write(toFile: seg, atomically: false, encoding: .utf8)
+                #expect(try f.run(["audit", "verify", dir, "--key", key]).status == 0)
+                let rolled = try f.run(["audit", "verify", dir, "--key", key, "--anchor", heads])
+                #expect(rolled.status == 1 && rolled.stderr.contains("rolled back below a witnessed head"), "\(rolled.stderr)")
             }
         }
 

@@ -2,24 +2,30 @@
 import Glibc
 #endif
 import AirlockCore
+import Crypto
+import Synchronization
 
 /// The tamper-evident audit log: append-only segment files of hash-chained records
 /// (`LogRecord`), Ed25519-signed checkpoints, and durable group commit.
 ///
-/// An append is acknowledged only once its record is on disk (`fdatasync`). Callers
-/// encode and redact their own events in parallel; one writer thread takes whatever
-/// is queued, chains and frames it, writes it with one `write(2)` and syncs once for
-/// the whole batch, so throughput grows with the number of concurrent writers while
-/// each waits for at most one sync. Several processes can share a directory: each
-/// batch is written under an exclusive `flock`, after re-reading the tail if another
-/// process moved it. See docs/audit.md for the format and the guarantees.
+/// An append is acknowledged only once its record is on disk (`fdatasync`) and a
+/// signature covers it: every batch ends with a signed checkpoint, written with it.
+/// Callers encode and redact their own events in parallel; one writer thread takes
+/// whatever is queued, chains and frames it, signs the batch once, writes it with one
+/// `write(2)` and syncs once, so throughput grows with the number of concurrent
+/// writers while each waits for at most one sync and one signature. Several processes
+/// can share a directory: each batch is written under an exclusive `flock`, after
+/// re-reading the tail if another process moved it. Whatever follows the last valid
+/// signature (a crashed writer's partial batch, or records someone appended without
+/// the key) was never acknowledged: the next writer moves it aside to a `cut-*.log`
+/// file and records the cut in a signed `audit.recovered` record; it never signs
+/// records it did not write. See docs/audit.md for the format and the guarantees.
 public final class AuditLog: EventSink, @unchecked Sendable {
     public struct Options: Sendable {
         public var directory: String
-        /// A checkpoint after this many records…
+        /// Every batch ends with a signed checkpoint; a batch longer than this also gets
+        /// one after every this many records.
         public var checkpointEvery: Int = 1000
-        /// …or this long after the first record it would cover, whichever comes first.
-        public var checkpointInterval: Duration = .seconds(10)
         /// A new segment once the current one reaches this size…
         public var maxSegmentBytes: Int = 64 << 20
         /// …or this age.
@@ -30,9 +36,13 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         /// Applied to every string of every event before it is encoded: the log never
         /// sees what this removes.
         public var redact: (@Sendable (String) -> String)?
-        /// Called on the writer thread after each durable batch, with the number of
-        /// records and each caller's wait (enqueue to acknowledgement) in nanoseconds.
+        /// Called on the writer thread after each durable batch, just before its callers
+        /// are released, with the number of records and each caller's wait (enqueue to
+        /// acknowledgement) in nanoseconds.
         public var onCommit: (@Sendable (_ records: Int, _ latenciesNanos: [UInt64]) -> Void)?
+        /// Called on the writer thread with each new signed head, after the batch's callers
+        /// were released (e.g. to hand it to an `AuditWitness`, which must not block).
+        public var onHead: (@Sendable (SignedHead) -> Void)?
         /// Called when an `emit` (which cannot throw) fails.
         public var onError: (@Sendable (AirlockError) -> Void)?
         /// The most events written in one batch.
@@ -59,6 +69,13 @@ public final class AuditLog: EventSink, @unchecked Sendable {
 
     // The writer thread's own state (and `open`'s, before the thread starts).
     private var tail: Tail
+    /// The newest durable signed head, for readers on any thread.
+    private let durableHead = Mutex<SignedHead?>(nil)
+    /// Set by `flush` when a new head became durable; the writer thread hands it to `onHead`.
+    private var headToPublish: SignedHead?
+
+    /// The newest signed head: the last record a durable signature covers.
+    public var head: SignedHead? { durableHead.withLock { $0 } }
 
     /// What the log looked like when it was opened: repairs made, chains started.
     public private(set) var openReport: [String] = []
@@ -123,11 +140,12 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         var chain: String = ""
         var lastIsCheckpoint = true
         var uncheckpointed = 0
-        var firstUncheckpointedAt: UInt64 = 0
+        /// The head the last checkpoint appended signs (durable once flushed).
+        var head: SignedHead?
     }
 
-    /// Opens (creating if needed) the log in `options.directory`, repairing a torn
-    /// tail and sealing a crashed writer's records; both repairs are recorded.
+    /// Opens (creating if needed) the log in `options.directory`. Whatever follows the
+    /// last valid signature is moved to a `cut-*.log` file and the cut is recorded.
     public static func open(_ options: Options) throws(AirlockError) -> AuditLog {
         let dir = options.directory
         try LogFiles.makeDirectory(dir)
@@ -168,37 +186,20 @@ public final class AuditLog: EventSink, @unchecked Sendable {
     private var dir: String { options.directory }
 
     private func start() throws(AirlockError) {
-        // Alone if no other writer holds `writers`: then an unsealed tail is a crash's.
-        let alone = flock(writersFD, LOCK_EX | LOCK_NB) == 0
+        // `writers` only tells `audit verify` that a writer is live: recovery does not need
+        // it, since every batch is written and signed under `lock`.
         guard flock(writersFD, LOCK_SH) == 0 else { throw systemError("flock", errno, "cannot register as a writer of \(dir)") }
         try publishPublicKey()
         try locked { () throws(AirlockError) in
             var out: [UInt8] = []
-            let segments = try LogFiles.segments(in: dir)
-            if let last = segments.last {
-                try loadTail(segment: last, into: &out)
-                let header = try Self.header(of: dir + "/" + last)
-                if header.key != publicKey {
-                    // A different key: never continue the old chain with it.
-                    openReport.append("the signing key changed (\(header.key.id) → \(publicKey.id)): starting a new chain linked to chain \(header.chain) at seq \(tail.lastSeq)")
-                    try flush(&out)
-                    try rotate(into: &out, previousChain: (header.chain, header.key))
-                } else if alone && !tail.lastIsCheckpoint {
-                    openReport.append("the previous writer stopped without sealing records up to seq \(tail.lastSeq): sealed them with a recovery checkpoint")
-                    if out.isEmpty {  // (a torn tail was already recorded)
-                        append(event: internalEvent("audit.recovered", [
-                            ("audit.segment", .string(tail.segment)), ("audit.recovered.last_seq", .int(Int64(tail.lastSeq))),
-                            ("audit.recovered.reason", .string("the previous writer stopped without a shutdown checkpoint")),
-                        ]), into: &out)
-                    }
-                    try checkpoint(reason: "recovery", into: &out)
-                }
-            } else {
-                try rotate(into: &out, previousChain: nil)
-            }
-            try flush(&out)
+            try reload(into: &out)
+            try flush(&out, reason: "recovery")
             try applyRetention(into: &out)
             try flush(&out)
+        }
+        if let h = headToPublish {
+            headToPublish = nil
+            options.onHead?(h)
         }
         var t = pthread_t()
         let box = Unmanaged.passRetained(self)
@@ -274,7 +275,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         do { try appendAndWait(event) } catch { options.onError?(error) }
     }
 
-    /// Seals the log with a shutdown checkpoint and stops the writer. Idempotent.
+    /// Writes what is still queued (signed, as every batch) and stops the writer. Idempotent.
     public func close() throws(AirlockError) {
         pthread_mutex_lock(&mutex)
         if !closing {
@@ -321,19 +322,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
     private func writerLoop() {
         pthread_mutex_lock(&mutex)
         while true {
-            while pending.isEmpty && !closing && !checkpointDue() {
-                if tail.uncheckpointed > 0 {
-                    var deadline = timespec()
-                    clock_gettime(CLOCK_REALTIME, &deadline)
-                    let wait = max(0, Int64(tail.firstUncheckpointedAt) + options.checkpointInterval.nanoseconds - Int64(Clock.monotonicNanos()))
-                    let ns = Int64(deadline.tv_nsec) + wait % 1_000_000_000
-                    deadline.tv_sec += Int(wait / 1_000_000_000 + ns / 1_000_000_000)
-                    deadline.tv_nsec = Int(ns % 1_000_000_000)
-                    pthread_cond_timedwait(&wake, &mutex, &deadline)
-                } else {
-                    pthread_cond_wait(&wake, &mutex)
-                }
-            }
+            while pending.isEmpty && !closing { pthread_cond_wait(&wake, &mutex) }
             let take = min(pending.count, options.maxBatch)
             let batch = Array(pending.prefix(take))
             pending.removeFirst(take)
@@ -347,16 +336,19 @@ public final class AuditLog: EventSink, @unchecked Sendable {
                 result = commit(batch, shutdown: shutdown)
             }
             let now = Clock.monotonicNanos()
+            var latencies: [UInt64] = []
+            latencies.reserveCapacity(batch.count)
+            for p in batch { latencies.append(now &- p.enqueued) }
+            // Before anyone is released, so a caller that waits for its events also waits
+            // for their accounting.
+            if case .success = result, !batch.isEmpty { options.onCommit?(batch.count, latencies) }
 
             pthread_mutex_lock(&mutex)
             if case .failure(let f) = result, failure == nil { failure = f }
-            var latencies: [UInt64] = []
-            latencies.reserveCapacity(batch.count)
             var resumes: [(CheckedContinuation<UInt64, any Error>, Result<UInt64, AirlockError>)] = []
             var batchResults: [(BatchWaiter, Result<UInt64, AirlockError>)] = []
             for (i, p) in batch.enumerated() {
                 let r: Result<UInt64, AirlockError> = result.map { $0[i] }
-                latencies.append(now &- p.enqueued)
                 switch p.waiter {
                 case .sync(let slot): slot.result = r
                 case .async(let c): resumes.append((c, r))
@@ -373,7 +365,10 @@ public final class AuditLog: EventSink, @unchecked Sendable {
                 }
             }
             for (b, r) in batchResults { b.deliver(r) }
-            if case .success = result, !batch.isEmpty { options.onCommit?(batch.count, latencies) }
+            if let h = headToPublish {
+                headToPublish = nil
+                options.onHead?(h)
+            }
             pthread_mutex_lock(&mutex)
             if shutdown { break }
         }
@@ -399,12 +394,6 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         return failure
     }
 
-    /// Called with `mutex` held.
-    private func checkpointDue() -> Bool {
-        tail.uncheckpointed > 0
-            && Int64(Clock.monotonicNanos() &- tail.firstUncheckpointedAt) >= options.checkpointInterval.nanoseconds
-    }
-
     private func commit(_ batch: [Pending], shutdown: Bool) -> Result<[UInt64], AirlockError> {
         do throws(AirlockError) {
             var seqs: [UInt64] = []
@@ -418,14 +407,8 @@ public final class AuditLog: EventSink, @unchecked Sendable {
                     seqs.append(append(event: p.event, into: &out))
                     if tail.uncheckpointed >= options.checkpointEvery { try checkpoint(reason: "count", into: &out) }
                 }
-                if shutdown {
-                    if !tail.lastIsCheckpoint { try checkpoint(reason: "shutdown", into: &out) }
-                } else if tail.uncheckpointed > 0,
-                    Int64(Clock.monotonicNanos() &- tail.firstUncheckpointedAt) >= options.checkpointInterval.nanoseconds
-                {
-                    try checkpoint(reason: "interval", into: &out)
-                }
-                try flush(&out)
+                // The batch's signature is written with it: nothing is acknowledged unsigned.
+                try flush(&out, reason: shutdown ? "shutdown" : "batch")
             }
             return .success(seqs)
         } catch {
@@ -452,20 +435,25 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         tail.lastSeq = seq
         tail.lastHash = hash
         tail.lastIsCheckpoint = false
-        if tail.uncheckpointed == 0 { tail.firstUncheckpointedAt = Clock.monotonicNanos() }
         tail.uncheckpointed += 1
         return seq
     }
 
     private func internalEvent(_ type: String, _ attributes: [(String, JSONValue)]) -> [UInt8] {
+        internalEventAt(Clock.realtimeNanos(), type, attributes)
+    }
+
+    private func internalEventAt(_ nanos: Int64, _ type: String, _ attributes: [(String, JSONValue)]) -> [UInt8] {
         var out: [UInt8] = []
-        AuditEvent(type: type, identity: Identity(instance: ""), attributes: attributes).encodedObject(seq: nil).write(into: &out)
+        AuditEvent(type: type, identity: Identity(instance: ""), attributes: attributes, timeNanos: nanos).encodedObject(seq: nil).write(into: &out)
         return out
     }
 
     private func checkpoint(reason: String, into out: inout [UInt8]) throws(AirlockError) {
         let signature = try key.sign(CheckpointMessage.bytes(chain: tail.chain, seq: tail.lastSeq, hash: tail.lastHash))
-        append(event: internalEvent("audit.checkpoint", [
+        let now = Clock.realtimeNanos()
+        tail.head = SignedHead(seq: tail.lastSeq, hash: tail.lastHash, time: Clock.rfc3339(now), chain: tail.chain, key: publicKey, signature: signature)
+        append(event: internalEventAt(now, "audit.checkpoint", [
             ("audit.chain.id", .string(tail.chain)), ("audit.key.id", .string(publicKey.id)),
             ("audit.checkpoint.seq", .int(Int64(tail.lastSeq))), ("audit.checkpoint.hash", .string(tail.lastHash.description)),
             ("audit.checkpoint.reason", .string(reason)), ("audit.signature", .string(Hex.string(signature))),
@@ -474,9 +462,12 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         tail.uncheckpointed = 0
     }
 
-    /// Writes `out` to the current segment and makes it durable.
-    private func flush(_ out: inout [UInt8]) throws(AirlockError) {
+    /// Signs what `out` holds (a checkpoint for `reason`, unless it already ends with
+    /// one), writes it to the current segment and makes it durable. Nothing reaches the
+    /// log unsigned.
+    private func flush(_ out: inout [UInt8], reason: String = "batch") throws(AirlockError) {
         guard !out.isEmpty else { return }
+        if !tail.lastIsCheckpoint { try checkpoint(reason: reason, into: &out) }
         let e = POSIXIO.writeAll(tail.fd, out)
         guard e == 0 else {
             // Cut whatever part of the batch reached the file: nothing half-written stays.
@@ -488,6 +479,10 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         }
         tail.size += out.count
         out.removeAll(keepingCapacity: true)
+        if let h = tail.head {
+            durableHead.withLock { $0 = h }
+            headToPublish = h
+        }
     }
 
     // MARK: Segments
@@ -530,7 +525,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
             ])))
         }
         append(event: internalEvent(newChain ? "audit.chain.started" : "audit.segment.opened", attrs), into: &out)
-        try flush(&out)
+        try flush(&out, reason: "segment")
         fsyncDirectory()
     }
 
@@ -558,7 +553,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
             ("audit.retention.through_seq", .int(Int64(record.seq - 1))),
             ("audit.retention.through_hash", .string(record.prev.description)),
         ]), into: &out)
-        try flush(&out)
+        try flush(&out, reason: "retention")  // signed and durable before anything is deleted
         for name in doomed { unlink(dir + "/" + name) }
         fsyncDirectory()
     }
@@ -572,7 +567,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
     }
 
     /// Under the lock: if another process wrote since this writer last did, re-read
-    /// where the log ends (cutting a torn tail, which is recorded).
+    /// where the log ends (cutting, and recording, anything unsigned after it).
     private func syncTail(into out: inout [UInt8]) throws(AirlockError) {
         var st = stat()
         if tail.fd >= 0, fstat(tail.fd, &st) == 0, Int(st.st_size) == tail.size, st.st_nlink > 0 {
@@ -580,80 +575,210 @@ public final class AuditLog: EventSink, @unchecked Sendable {
             let next = dir + "/" + LogFiles.segmentName(firstSeq: tail.lastSeq + 1)
             if access(next, F_OK) != 0 { return }
         }
+        try reload(into: &out)
+        try flush(&out, reason: "recovery")
+    }
+
+    /// Under the lock: finds where the signed log ends, cuts anything after it (moved to
+    /// a `cut-*.log` file), starts a new chain if the key changed or nothing is left, and
+    /// appends the `audit.recovered` record for a cut to `out` (the caller signs it).
+    private func reload(into out: inout [UInt8]) throws(AirlockError) {
         let segments = try LogFiles.segments(in: dir)
-        guard let last = segments.last else { throw AirlockError(.system, "the audit log \(dir) lost all its segments while open") }
-        try loadTail(segment: last, into: &out)
-        let header = try Self.header(of: dir + "/" + last)
-        if header.key != publicKey {
-            try flush(&out)
-            try rotate(into: &out, previousChain: (header.chain, header.key))
+        let cut = try loadTail(segments: segments)
+        if tail.fd < 0 {
+            try rotate(into: &out, previousChain: nil)
+        } else {
+            let header = try Self.header(of: dir + "/" + tail.segment)
+            if header.key != publicKey {
+                // A different key: never continue the old chain with it.
+                openReport.append("the signing key changed (\(header.key.id) → \(publicKey.id)): starting a new chain linked to chain \(header.chain) at seq \(tail.lastSeq)")
+                try rotate(into: &out, previousChain: (header.chain, header.key))
+            }
+        }
+        if let cut {
+            let range = cut.firstSeq.map { "records \($0)–\(cut.lastSeq ?? $0) (\(cut.records))" } ?? "no complete record"
+            openReport.append("cut what followed the last signature (seq \(cut.afterSeq)): \(range), \(cut.bytes) bytes, moved to \(cut.file); it was never acknowledged: a writer crashed mid-batch, or someone without the key wrote it")
+            append(event: internalEvent("audit.recovered", [
+                ("audit.segment", .string(cut.segment)),
+                ("audit.recovered.after_seq", .int(Int64(cut.afterSeq))),
+                ("audit.recovered.after_hash", .string(cut.afterHash.description)),
+                ("audit.recovered.cut_records", .int(Int64(cut.records))),
+                ("audit.recovered.cut_first_seq", cut.firstSeq.map { .int(Int64($0)) } ?? .null),
+                ("audit.recovered.cut_last_seq", cut.lastSeq.map { .int(Int64($0)) } ?? .null),
+                ("audit.recovered.cut_bytes", .int(Int64(cut.bytes))),
+                ("audit.recovered.cut_sha256", .string(cut.sha256.description)),
+                ("audit.recovered.cut_file", .string(cut.file)),
+                ("audit.recovered.segments_removed", .array(cut.segmentsRemoved.map { .string($0) })),
+                ("audit.recovered.reason", .string("not covered by a signature, so never acknowledged: a writer crashed mid-batch, or someone without the key appended or rewrote records")),
+            ]), into: &out)
         }
     }
 
-    /// Reads the end of `segment` into `tail`; cuts and records a torn last record.
-    private func loadTail(segment: String, into out: inout [UInt8]) throws(AirlockError) {
-        let path = dir + "/" + segment
+    /// What a recovery cut: everything after the last valid signature.
+    struct Cut {
+        var segment: String
+        var afterSeq: UInt64
+        var afterHash: Digest32
+        var records = 0
+        var firstSeq: UInt64?
+        var lastSeq: UInt64?
+        var bytes = 0
+        var sha256 = Digest32.zero
+        var file = ""
+        var segmentsRemoved: [String] = []
+    }
+
+    /// A checkpoint that verifies: it covers the record just before it, names the
+    /// segment's chain and is signed with the segment's key.
+    struct SignedEnd {
+        /// The byte offset just after the checkpoint's line.
+        var end: Int
+        var record: LogRecord
+        var head: SignedHead
+    }
+
+    /// Sets `tail` to the end of the last valid signature in `segments`. What follows it
+    /// (records, a torn line, whole segments) is moved to a `cut-*.log` file and
+    /// described in the returned `Cut`. With no valid signature anywhere, everything is
+    /// cut and `tail` is left empty (no segment).
+    private func loadTail(segments: [String]) throws(AirlockError) -> Cut? {
+        if tail.fd >= 0 { Glibc.close(tail.fd) }
+        tail = Tail()
+        guard !segments.isEmpty else { return nil }
+        var index = segments.count - 1
+        var found: SignedEnd?
+        var sizes: [Int] = []
+        while index >= 0 {
+            let path = dir + "/" + segments[index]
+            var st = stat()
+            guard lstat(path, &st) == 0 else { throw systemError("lstat", errno, "cannot inspect the audit log segment \(path)") }
+            guard st.st_mode & S_IFMT == S_IFREG else {
+                throw AirlockError(.usage, "the audit log segment \(path) is not a regular file (a symlink or a device?); nothing was written. Run `airlock audit verify \(dir)` and move it away")
+            }
+            let size = Int(st.st_size)
+            sizes.insert(size, at: 0)
+            if let header = try? Self.header(of: path) {
+                // Usually the last line is the signature: read only the end of the file first.
+                let window = 64 << 10
+                if size > window, let bytes = LogFiles.read(path, from: size - window).map({ Array($0.prefix(window)) }) {
+                    found = Self.lastValidCheckpoint(bytes, base: size - window, partialFirst: true, header: header)
+                }
+                if found == nil {
+                    guard let bytes = LogFiles.read(path, upTo: size).map({ Array($0.prefix(size)) }) else {
+                        throw systemError("read", errno, "cannot read the audit log segment \(path)")
+                    }
+                    found = Self.lastValidCheckpoint(bytes, base: 0, partialFirst: false, header: header)
+                }
+            }
+            if found != nil { break }
+            index -= 1
+        }
+        // `sizes` holds the sizes of segments[max(index, 0)...].
+        let end = found?.end ?? 0
+        var cut: Cut?
+        if index < 0 || end < sizes[0] || index < segments.count - 1 {
+            cut = try moveAside(segments: segments, from: index < 0 ? 0 : index, offset: end, found: found)
+        }
+        guard let found, index >= 0 else { return cut }
+        let name = segments[index]
+        let path = dir + "/" + name
         let fd = Glibc.open(path, O_RDWR | O_APPEND | O_CLOEXEC)
         guard fd >= 0 else { throw systemError("open", errno, "cannot open the audit log segment \(path)") }
-        var st = stat()
-        fstat(fd, &st)
-        var size = Int(st.st_size)
-        // Read backwards until the last two newlines are found (or the file starts).
-        var chunk = 4096
-        var data: [UInt8] = []
-        var start = size
-        while true {
-            start = max(0, size - chunk)
-            data = [UInt8](repeating: 0, count: size - start)
-            let n = data.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(start)) }
-            guard n == data.count else {
-                Glibc.close(fd)
-                throw systemError("pread", errno, "cannot read the audit log segment \(path)")
-            }
-            let newlines = data.lazy.filter { $0 == 0x0A }.count
-            if start == 0 || newlines >= 2 { break }
-            chunk *= 4
-        }
-        var cut = 0
-        if let lastNL = data.lastIndex(of: 0x0A) {
-            cut = data.count - (lastNL + 1)
-        } else if start == 0 {
-            cut = data.count
-        }
-        if cut > 0 {
-            guard ftruncate(fd, off_t(size - cut)) == 0, fdatasync(fd) == 0 else {
-                Glibc.close(fd)
-                throw systemError("ftruncate", errno, "cannot cut the torn tail of \(path)")
-            }
-            openReport.append("cut a torn record of \(cut) bytes at the end of \(segment)")
-            data.removeLast(cut)
-            size -= cut
-        }
-        if tail.fd >= 0 { Glibc.close(tail.fd) }
-        tail.fd = fd
-        tail.segment = segment
-        tail.size = size
-        guard let lastLine = data.split(separator: 0x0A, omittingEmptySubsequences: false).dropLast().last,
-            case .success(let record) = LogRecord.parse(lastLine)
-        else {
-            throw AirlockError(.system, "the audit log segment \(path) does not end with a valid record; run `airlock audit verify \(dir)` to see what is wrong")
-        }
-        tail.lastSeq = record.seq
-        tail.lastHash = record.hash
-        let type = (try? JSONParser.parse(record.event))?["type"]?.stringValue
-        tail.lastIsCheckpoint = type == "audit.checkpoint"
-        tail.uncheckpointed = tail.lastIsCheckpoint ? 0 : 1
-        tail.firstUncheckpointedAt = Clock.monotonicNanos()
         let header = try Self.header(of: path)
-        tail.chain = header.chain
+        tail.fd = fd
+        tail.segment = name
+        tail.size = found.end
         tail.openedAt = header.time
-        if cut > 0 {
-            append(event: internalEvent("audit.recovered", [
-                ("audit.segment", .string(segment)), ("audit.recovered.cut_bytes", .int(Int64(cut))),
-                ("audit.recovered.last_seq", .int(Int64(record.seq))),
-                ("audit.recovered.reason", .string("torn record at the end of the segment")),
-            ]), into: &out)
+        tail.chain = header.chain
+        tail.lastSeq = found.record.seq
+        tail.lastHash = found.record.hash
+        tail.lastIsCheckpoint = true
+        tail.uncheckpointed = 0
+        tail.head = found.head
+        durableHead.withLock { $0 = found.head }
+        return cut
+    }
+
+    /// Copies everything from `offset` in `segments[from]` to the end of the log into a
+    /// new `cut-<first>-<last>.log` (0600, never read as log), durably, then truncates
+    /// that segment there and removes the later ones.
+    private func moveAside(segments: [String], from: Int, offset: Int, found: SignedEnd?) throws(AirlockError) -> Cut {
+        var bytes: [UInt8] = []
+        for (i, name) in segments.enumerated() where i >= from {
+            let path = dir + "/" + name
+            guard let b = i == from ? LogFiles.read(path, from: offset) : LogFiles.read(path) else {
+                throw systemError("read", errno, "cannot read the audit log segment \(path)")
+            }
+            bytes += b
         }
+        var cut = Cut(
+            segment: segments[from], afterSeq: found?.record.seq ?? 0, afterHash: found?.record.hash ?? .zero,
+            bytes: bytes.count, sha256: Digest32(SHA256.hash(data: bytes)))
+        for (_, line) in SegmentLines(bytes: bytes) {
+            guard case .success(let r) = LogRecord.parse(line) else { continue }
+            cut.records += 1
+            cut.firstSeq = cut.firstSeq ?? r.seq
+            cut.lastSeq = r.seq
+        }
+        let first = cut.firstSeq ?? cut.afterSeq + 1
+        let last = cut.lastSeq ?? first
+        var fd: Int32 = -1
+        for n in 1...1000 {
+            cut.file = "cut-\(first)-\(last)" + (n == 1 ? "" : "-\(n)") + ".log"
+            fd = Glibc.open(dir + "/" + cut.file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            if fd >= 0 || errno != EEXIST { break }
+        }
+        guard fd >= 0 else { throw systemError("open", errno, "cannot create \(dir)/\(cut.file) to move an unsigned tail aside") }
+        defer { Glibc.close(fd) }
+        guard POSIXIO.writeAll(fd, bytes) == 0, fsync(fd) == 0 else {
+            throw systemError("write", errno, "cannot write \(dir)/\(cut.file) (the unsigned tail is left in place)")
+        }
+        fsyncDirectory()
+        // Only once the evidence is durable elsewhere: cut it from the log.
+        for (i, name) in segments.enumerated().reversed() where i >= from {
+            let path = dir + "/" + name
+            if i == from && found != nil {
+                let sfd = Glibc.open(path, O_WRONLY | O_CLOEXEC)
+                guard sfd >= 0, ftruncate(sfd, off_t(offset)) == 0, fdatasync(sfd) == 0 else {
+                    let e = errno
+                    if sfd >= 0 { Glibc.close(sfd) }
+                    throw systemError("ftruncate", e, "cannot cut the unsigned tail of \(path)")
+                }
+                Glibc.close(sfd)
+            } else {
+                guard unlink(path) == 0 else { throw systemError("unlink", errno, "cannot remove the unsigned segment \(path)") }
+                cut.segmentsRemoved.insert(name, at: 0)
+            }
+        }
+        fsyncDirectory()
+        return cut
+    }
+
+    /// The last checkpoint in `bytes` (the segment from byte `base`; its first line is
+    /// skipped when it may be partial) that covers the record just before it, names the
+    /// header's chain and verifies with the header's key.
+    static func lastValidCheckpoint(_ bytes: [UInt8], base: Int, partialFirst: Bool, header: Header) -> SignedEnd? {
+        var lines = Array(SegmentLines(bytes: bytes))
+        if partialFirst && !lines.isEmpty { lines.removeFirst() }
+        var i = lines.count - 1
+        while i >= 1 {
+            defer { i -= 1 }
+            let (offset, line) = lines[i]
+            guard case .success(let r) = LogRecord.parse(line), r.seq > 1,
+                AuditVerifier.fastType(r.event) == "audit.checkpoint" || AuditVerifier.fastType(r.event) == nil,
+                let e = try? JSONParser.parse(r.event), e["type"]?.stringValue == "audit.checkpoint",
+                e["audit.checkpoint.seq"]?.intValue == Int64(r.seq - 1), e["audit.checkpoint.hash"]?.stringValue == r.prev.description,
+                e["audit.chain.id"]?.stringValue == header.chain,
+                let sig = e["audit.signature"]?.stringValue.flatMap({ Hex.decode($0) }),
+                header.key.isValidSignature(sig, for: CheckpointMessage.bytes(chain: header.chain, seq: r.seq - 1, hash: r.prev)),
+                case .success(let before) = LogRecord.parse(lines[i - 1].line), before.seq == r.seq - 1, before.hash == r.prev,
+                LogRecord.chainHash(seq: r.seq, prev: r.prev, event: r.event) == r.hash
+            else { continue }
+            let head = SignedHead(
+                seq: r.seq - 1, hash: r.prev, time: e["time"]?.stringValue ?? "", chain: header.chain, key: header.key, signature: sig)
+            return SignedEnd(end: base + offset + line.count + 1, record: r, head: head)
+        }
+        return nil
     }
 
     struct Header {

@@ -9,8 +9,10 @@ import AirlockCore
 /// - `audit.key` / `audit.pub`: the checkpoint signing key and its public half;
 /// - `lock`: taken exclusively for each group commit, so several writers (several
 ///   `airlock` processes) can share one log;
-/// - `writers`: held shared by every open writer, so a restart can tell a crashed
-///   writer's unsealed tail from a live one's;
+/// - `writers`: held shared by every open writer, so `audit verify` can say whether
+///   one has the log open;
+/// - `cut-<first>-<last>.log`: what a recovery cut after the last valid signature,
+///   kept as evidence and never read as log;
 /// - `index.sqlite`: the query index, a cache rebuilt from the segments.
 public enum LogFiles {
     public static let keyFile = "audit.key"

@@ -5,8 +5,12 @@ import AirlockCore
 
 /// Checks a log directory: every record's hash and link, sequence continuity within
 /// and across segments, segment headers, every checkpoint's signature, key changes,
-/// retention claims, and that the log ends sealed (or is open by a live writer).
-/// It stops at the first broken record and says exactly where and what.
+/// retention claims (only signed ones count), witnessed heads, and that a signature
+/// covers the last record. It stops at the first broken record and says exactly where
+/// and what; on success it lists every recovery cut and every retention.
+///
+/// It reads a consistent snapshot: the segments and their sizes are taken under a
+/// shared lock on `lock`, so a writer's batch is never seen half-written.
 public struct AuditVerifier {
     public struct Problem: Sendable, CustomStringConvertible {
         public var segment: String
@@ -37,9 +41,57 @@ public struct AuditVerifier {
         /// Whether a writer currently has the log open.
         public var open = false
         public var lastHash: Digest32 = .zero
+        /// Every `audit.recovered` record, oldest first.
+        public var recoveries: [Recovery] = []
+        /// Every signed `audit.retention` record, oldest first.
+        public var retentions: [Retention] = []
+        /// Witnessed heads found in the log unchanged, and those older than its start
+        /// (removed by a signed retention, so not checkable).
+        public var witnessedChecked = 0
+        public var witnessedBeforeStart = 0
         public var problem: Problem?
 
         public var ok: Bool { problem == nil }
+    }
+
+    /// A writer found records no signature covered and moved them aside.
+    public struct Recovery: Sendable, CustomStringConvertible {
+        /// The `audit.recovered` record.
+        public var seq: UInt64
+        public var time: String
+        public var segment: String
+        /// The last signed record before the cut.
+        public var afterSeq: UInt64?
+        public var cutRecords: Int64?
+        public var cutFirstSeq: Int64?
+        public var cutLastSeq: Int64?
+        public var cutBytes: Int64?
+        public var cutSHA256: String?
+        public var cutFile: String?
+        /// Written by an Airlock before signed batches: it sealed the unsigned records
+        /// with a `recovery` checkpoint instead of cutting them.
+        public var legacy: Bool
+
+        public var description: String {
+            if legacy {
+                let torn = cutBytes.map { ", cut a torn record of \($0) bytes" } ?? ""
+                return "seq \(seq) at \(time) in \(segment): an earlier Airlock signed records up to seq \(afterSeq.map(String.init) ?? "?") that its previous writer had left unsigned\(torn) (they are signed by the recovering writer, not by their own)"
+            }
+            let range = cutFirstSeq.map { "records \($0)–\(cutLastSeq ?? $0) (\(cutRecords ?? 0) records)" } ?? "no complete record"
+            return "seq \(seq) at \(time) in \(segment): cut \(range) and \(cutBytes ?? 0) bytes after seq \(afterSeq.map(String.init) ?? "?"), unsigned, moved to \(cutFile ?? "?") (sha256 \(cutSHA256 ?? "?"))"
+        }
+    }
+
+    /// A writer deleted old segments, accounted for by a signed record.
+    public struct Retention: Sendable, CustomStringConvertible {
+        public var seq: UInt64
+        public var time: String
+        public var segments: [String]
+        public var throughSeq: UInt64
+
+        public var description: String {
+            "seq \(seq) at \(time): deleted \(segments.count) segment(s) holding records up to seq \(throughSeq) (\(segments.joined(separator: ", ")))"
+        }
     }
 
     public var directory: String
@@ -48,23 +100,51 @@ public struct AuditVerifier {
     /// Known-good (seq, hash) pairs, e.g. checkpoints shipped off-host: the log must
     /// still contain each, unchanged. This is what catches a rollback to an earlier checkpoint.
     public var anchors: [(UInt64, Digest32)] = []
+    /// Heads a witness kept (e.g. the lines of a witness file), each with where it came
+    /// from: the log must contain each head's record unchanged, and each signature must
+    /// verify with the key of the head's chain. A rollback below any of them fails.
+    public var witnessedHeads: [(source: String, head: SignedHead)] = []
 
     public init(directory: String) { self.directory = directory }
 
+    /// The segments and their sizes, taken under a shared lock so that no batch is
+    /// half-written in what is read.
+    func snapshot() throws(AirlockError) -> [(String, Int)] {
+        let fd = open(directory + "/" + LogFiles.lockFile, O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            while flock(fd, LOCK_SH) != 0 && errno == EINTR {}
+        }
+        defer {
+            if fd >= 0 {
+                flock(fd, LOCK_UN)
+                close(fd)
+            }
+        }
+        var out: [(String, Int)] = []
+        for name in try LogFiles.segments(in: directory) {
+            var st = stat()
+            guard stat(directory + "/" + name, &st) == 0 else { throw systemError("stat", errno, "cannot inspect \(directory)/\(name)") }
+            out.append((name, Int(st.st_size)))
+        }
+        return out
+    }
+
     public func verify() throws(AirlockError) -> Report {
         var report = Report()
-        let segments = try LogFiles.segments(in: directory)
+        let snapshot = try snapshot()
+        let segments = snapshot.map(\.0)
         report.segments = segments.count
         guard !segments.isEmpty else {
             report.problem = Problem(segment: directory, message: "no segments (seg-*.log): this is not an audit log, or every segment was removed")
             return report
         }
         var state = State()
-        for name in segments {
-            guard let bytes = LogFiles.read(directory + "/" + name) else {
-                report.problem = Problem(segment: name, message: "cannot be read: \(errnoDescription(errno))")
+        for (name, size) in snapshot {
+            guard var bytes = LogFiles.read(directory + "/" + name, upTo: size) else {
+                report.problem = Problem(segment: name, message: "cannot be read (\(errnoDescription(errno))); if a writer removed it by retention just now, verify again")
                 return report
             }
+            if bytes.count > size { bytes.removeLast(bytes.count - size) }
             if let p = check(segment: name, bytes: bytes, state: &state, report: &report) {
                 report.problem = p
                 return report
@@ -78,9 +158,11 @@ public struct AuditVerifier {
         if report.firstSeq > 1 {
             let covered = state.retention.contains { $0.0 + 1 == report.firstSeq && $0.1 == state.firstPrev }
             if !covered {
+                let unsigned = state.unsignedRetention.first { $0.0 + 1 == report.firstSeq && $0.1 == state.firstPrev }
                 report.problem = Problem(
                     segment: segments[0], seq: report.firstSeq,
-                    message: "the log starts at seq \(report.firstSeq), but no audit.retention record accounts for records 1–\(report.firstSeq - 1): segments were removed from the start")
+                    message: "the log starts at seq \(report.firstSeq), but no signed audit.retention record accounts for records 1–\(report.firstSeq - 1): segments were removed from the start"
+                        + (unsigned.map { " (the audit.retention record at seq \($0.2) that claims them is not covered by a signature: it was not written by the key's holder)" } ?? ""))
                 return report
             }
         }
@@ -98,11 +180,37 @@ public struct AuditVerifier {
                 return report
             }
         }
-        if !report.sealed && !report.open {
+        for (source, head) in witnessedHeads {
+            if head.seq < report.firstSeq {
+                report.witnessedBeforeStart += 1  // removed by a signed retention (checked above)
+                continue
+            }
+            guard let found = state.anchorHits[head.seq] else {
+                report.problem = Problem(
+                    segment: last, seq: head.seq,
+                    message: "\(source): the witnessed head seq \(head.seq) is beyond the end of the log (seq \(report.lastSeq)): records were removed from the end (rolled back below a witnessed head)")
+                return report
+            }
+            if found != head.hash {
+                report.problem = Problem(
+                    segment: last, seq: head.seq,
+                    message: "\(source): the record's hash \(found) differs from the witnessed head's \(head.hash): the log was rewritten after it was witnessed")
+                return report
+            }
+            guard let chain = report.chains.first(where: { $0.id == head.chain }), chain.key == head.key, head.isSigned(by: chain.key) else {
+                report.problem = Problem(
+                    segment: last, seq: head.seq,
+                    message: "\(source): the witnessed head's signature does not verify with the key of chain \(head.chain) in the log: the witness holds a forged head, or the log's chain was replaced")
+                return report
+            }
+            report.witnessedChecked += 1
+        }
+        if !report.sealed {
             report.problem = Problem(
                 segment: last, seq: report.lastSeq,
-                message: "records \(report.lastCheckpointSeq + 1)–\(report.lastSeq) are not covered by a checkpoint and no writer has the log open: "
-                    + "either records after them were removed, or the writer crashed. Opening the log for writing (any `airlock run`) seals a crashed writer's records with a recorded recovery checkpoint")
+                message: "records \(report.lastCheckpointSeq + 1)–\(report.lastSeq) are not covered by a signature (every acknowledged batch ends with one): "
+                    + "either a writer crashed just now or someone appended records. Do not trust them; compare the log with a head kept off this host "
+                    + "(`airlock audit verify --anchor WITNESS-FILE`). The next writer moves them to a cut-*.log file and records the cut; it never signs them")
         }
         return report
     }
@@ -115,13 +223,16 @@ public struct AuditVerifier {
         var key: AuditPublicKey?
         var lastType = ""
         var retention: [(UInt64, Digest32)] = []
+        /// Retention claims no checkpoint has covered yet: (through seq, through hash, seq, record).
+        var unsignedRetention: [(UInt64, Digest32, UInt64, Retention)] = []
+        var unsignedRecoveries: [Recovery] = []
         var anchorHits: [UInt64: Digest32] = [:]
     }
 
     private func check(segment name: String, bytes: [UInt8], state: inout State, report: inout Report) -> Problem? {
         let lines = SegmentLines(bytes: bytes)
         var first = true
-        let anchorSeqs = Set(anchors.map(\.0))
+        let anchorSeqs = Set(anchors.map(\.0) + witnessedHeads.map(\.head.seq))
         for (offset, line) in lines {
             let before = state.expected > 0 ? state.expected - 1 : nil
             let record: LogRecord
@@ -195,12 +306,31 @@ public struct AuditVerifier {
                 }
                 report.checkpoints += 1
                 report.lastCheckpointSeq = seq
+                // What a signature covers now counts.
+                for (through, hash, _, r) in state.unsignedRetention {
+                    state.retention.append((through, hash))
+                    report.retentions.append(r)
+                }
+                state.unsignedRetention.removeAll()
+                report.recoveries += state.unsignedRecoveries
+                state.unsignedRecoveries.removeAll()
             } else if type == "audit.retention" {
-                if let through = event["audit.retention.through_seq"]?.intValue, let h = event["audit.retention.through_hash"]?.stringValue,
+                if let through = event["audit.retention.through_seq"]?.intValue, through >= 0, let h = event["audit.retention.through_hash"]?.stringValue,
                     let d = Digest32(hex: h)
                 {
-                    state.retention.append((UInt64(through), d))
+                    let names = event["audit.retention.segments"]?.arrayValue?.compactMap(\.stringValue) ?? []
+                    let r = Retention(seq: seq, time: event["time"]?.stringValue ?? "", segments: names, throughSeq: UInt64(through))
+                    state.unsignedRetention.append((UInt64(through), d, seq, r))
                 }
+            } else if type == "audit.recovered" {
+                let legacy = event["audit.recovered.cut_sha256"] == nil
+                let after = legacy ? event["audit.recovered.last_seq"]?.intValue : event["audit.recovered.after_seq"]?.intValue
+                state.unsignedRecoveries.append(Recovery(
+                    seq: seq, time: event["time"]?.stringValue ?? "", segment: event["audit.segment"]?.stringValue ?? name,
+                    afterSeq: after.map { UInt64(max(0, $0)) }, cutRecords: event["audit.recovered.cut_records"]?.intValue,
+                    cutFirstSeq: event["audit.recovered.cut_first_seq"]?.intValue, cutLastSeq: event["audit.recovered.cut_last_seq"]?.intValue,
+                    cutBytes: event["audit.recovered.cut_bytes"]?.intValue, cutSHA256: event["audit.recovered.cut_sha256"]?.stringValue,
+                    cutFile: event["audit.recovered.cut_file"]?.stringValue, legacy: legacy))
             }
             if anchorSeqs.contains(seq) { state.anchorHits[seq] = record.hash }
             state.lastType = type

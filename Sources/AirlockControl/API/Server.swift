@@ -170,6 +170,12 @@ public struct ControlAPI: Sendable {
             let p = try API.require(c, .viewer, to: "whoami")
             return API.json(["principal": p.name, "role": p.role.rawValue, "expires_at": API.timestamp(p.expiresAt)])
         }
+        // The audit log's newest signed head, for a witness that polls (docs/audit.md).
+        router.get("/v1/audit/head") { _, c in
+            _ = try API.require(c, .viewer, to: "reading the audit head")
+            guard let head = s.audit.log?.head else { throw Problem.notFound("this daemon's audit log has no signed head yet") }
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: head.line)))
+        }
         router.get("/v1/profiles") { _, c in
             _ = try API.require(c, .viewer, to: "listing profiles")
             return API.json(["profiles": api.profiles()])

@@ -313,6 +313,9 @@ class AsyncAirlock:
     async def whoami(self) -> WhoAmI:
         return await _run(self.sync.whoami)
 
+    async def audit_head(self) -> Dict[str, Any]:
+        return await _run(self.sync.audit_head)
+
     async def profiles(self) -> List[Profile]:
         return await _run(self.sync.profiles)
 

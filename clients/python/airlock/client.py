@@ -152,6 +152,12 @@ class Airlock:
         """Who the daemon thinks you are: ``principal``, ``role``, ``expires_at``."""
         return WhoAmI.from_json(_obj(self._get("/v1/whoami")))
 
+    def audit_head(self) -> Dict[str, Any]:
+        """``GET /v1/audit/head``: the audit log's newest signed head (``seq``,
+        ``hash``, ``time``, ``chain``, ``key``, ``signature``), to keep off the host
+        for ``airlock audit verify --anchor FILE``."""
+        return dict(_obj(self._get("/v1/audit/head")))
+
     def profiles(self) -> List[Profile]:
         """The profiles sandboxes can be created with."""
         return [Profile.from_json(p) for p in _items(self._get("/v1/profiles"), "profiles")]

@@ -50,6 +50,14 @@ def test_token_is_sent_as_bearer(fake: FakeDaemon) -> None:
     assert fake.last().headers["authorization"] == "Bearer alk_0123456789ab_secret"
 
 
+def test_audit_head(fake: FakeDaemon) -> None:
+    head = {"seq": 42, "hash": "ab" * 32, "time": "2026-12-07T10:00:00.000000000Z", "chain": "c0ffee",
+            "key": "ed25519:" + "cd" * 32, "signature": "ef" * 64}
+    fake.json("GET", "/v1/audit/head", head)
+    assert fake.client().audit_head() == head
+    assert fake.last().method == "GET" and fake.last().target == "/v1/audit/head"
+
+
 def test_token_from_environment(fake: FakeDaemon, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRLOCK_TOKEN", "alk_envtoken")
     fake.json("GET", "/v1/health", {"status": "ok"})

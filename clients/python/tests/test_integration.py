@@ -84,6 +84,9 @@ def test_health_whoami_profiles(client: Airlock) -> None:
     me = client.whoami()
     assert me.role in ("operator", "admin") and me.principal
     assert PROFILE in [p.name for p in client.profiles()]
+    head = client.audit_head()
+    assert head["seq"] >= 1 and len(head["hash"]) == 64 and len(head["signature"]) == 128
+    assert head["key"].startswith("ed25519:")
 
 
 def test_create_gives_a_running_sandbox(client: Airlock, sandbox: Sandbox, workflow: str) -> None:

@@ -3,4 +3,4 @@ import AirlockRuntime
 
 // The first instant of airlock's own code, for AIRLOCK_TIMING.
 AirlockCommand.processStart = Timing.now()
-AirlockCommand.main()
+await AirlockCommand.start()

@@ -2,9 +2,7 @@ import ArgumentParser
 import AirlockCore
 
 /// `airlock`: the root command. Each subcommand lives in its own file.
-/// Async at the root so `serve` runs its service group with structured concurrency; the
-/// other subcommands stay synchronous.
-public struct AirlockCommand: AsyncParsableCommand {
+public struct AirlockCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "airlock",
         abstract: "Run agents, tool calls and generated code in a sandbox they cannot talk their way out of.",
@@ -22,13 +20,6 @@ public struct AirlockCommand: AsyncParsableCommand {
         ])
 
     public init() {}
-
-    /// The entry point: parses the arguments and runs the subcommand, asynchronously (the
-    /// async `main`, so `serve` runs its service group with structured concurrency).
-    public static func start() async {
-        let run: () async -> Void = { await Self.main(nil) }
-        await run()
-    }
 
     /// Set by `main` before parsing, so AIRLOCK_TIMING can show start-up cost.
     nonisolated(unsafe) public static var processStart: UInt64 = 0

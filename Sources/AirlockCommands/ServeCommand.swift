@@ -1,6 +1,7 @@
 import ArgumentParser
 import AirlockControl
 import AirlockCore
+import Dispatch
 import Foundation
 import Logging
 #if canImport(Glibc)
@@ -8,7 +9,7 @@ import Glibc
 #endif
 
 /// `airlock serve`: the daemon (docs/api.md).
-struct ServeCommand: AsyncParsableCommand {
+struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Run the control-plane daemon: an HTTP API that creates, runs, stops and contains sandboxes.",
@@ -56,7 +57,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Publish each signed head of the audit log to a witness off this host: file:/PATH, http://HOST[:PORT]/PATH or exec:COMMAND. Failures are logged; they never block the log.", valueName: "TARGET"))
     var auditWitness: String?
 
-    func run() async throws {
+    func run() throws {
         // Whoever started us may have blocked these (test runners do); a daemon must hear them.
         var mask = sigset_t()
         sigemptyset(&mask)
@@ -89,8 +90,25 @@ struct ServeCommand: AsyncParsableCommand {
         } catch { throw fail(error) }
         var logger = Logger(label: "airlock.serve")
         logger.logLevel = env["AIRLOCK_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
-        do { try await Daemon.run(o, logger: logger) } catch let a as AirlockError { throw fail(a) } catch {
-            throw fail(AirlockError(.system, "airlock serve stopped: \(error)"))
+        let outcome = Outcome()
+        let done = DispatchSemaphore(value: 0)
+        let options = o
+        let log = logger
+        Task {
+            do { try await Daemon.run(options, logger: log) } catch { outcome.set(error) }
+            done.signal()
         }
+        done.wait()
+        if let e = outcome.error {
+            if let a = e as? AirlockError { throw fail(a) }
+            throw fail(AirlockError(.system, "airlock serve stopped: \(e)"))
+        }
+    }
+
+    final class Outcome: @unchecked Sendable {
+        private let lock = NSLock()
+        private var stored: Error?
+        func set(_ e: Error) { lock.lock(); stored = e; lock.unlock() }
+        var error: Error? { lock.lock(); defer { lock.unlock() }; return stored }
     }
 }

@@ -3,4 +3,4 @@ import AirlockRuntime
 
 // The first instant of airlock's own code, for AIRLOCK_TIMING.
 AirlockCommand.processStart = Timing.now()
-await AirlockCommand.start()
+AirlockCommand.main()

@@ -12,6 +12,7 @@ extension ControlSuite {
         /// The daemon harness puts this in the daemon's environment (DaemonHarness.swift).
         static let secret = "s3cr3t-value-for-injection-0123456789"
         static let token = "ghp_" + "Zx9Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0LmNbVc"
+        /// Also searched for: the lower-case token (a label key may only be lower case).
 
         static var forms: [(String, String)] {
             let bytes = Array(secret.utf8)
@@ -20,6 +21,7 @@ extension ControlSuite {
                 ("the secret in base64", Data(bytes).base64EncodedString()),
                 ("the secret in hex", bytes.map { String(format: "%02x", $0) }.joined()),
                 ("a GitHub token", token),
+                ("a lower-case GitHub token", token.lowercased()),
             ]
         }
 
@@ -59,7 +61,21 @@ extension ControlSuite {
             // A create that fails with the token in its input.
             let bad = try d.json("POST", "/v1/sandboxes", ["profile": "leaky", "env": ["NOT_ALLOWED_" + Self.token: "x"]])
             #expect(bad.status == 403, "\(bad.status) \(bad.text)")
-            #expect(try d.json("DELETE", "/v1/sandboxes/\(id)").status < 300)
+            // Free text that reaches the store and the log: a containment reason (kept in the
+            // snapshot's record), a kill reason and scope, token names (API and CLI), a label key.
+            let everything = forms.map(\.1).joined(separator: " ")
+            let contained = try d.json("POST", "/v1/sandboxes/\(id)/contain", ["reason": "suspected " + everything])
+            #expect(contained.status == 200, "\(contained.text)")
+            let killed = try d.json("POST", "/v1/kill", ["instance": id, "reason": "stop " + everything])
+            #expect(killed.status == 200, "\(killed.text)")
+            let other = try d.create(["profile": "leaky", "labels": [Self.token.lowercased(): "v", "workflow": Self.secret]])
+            let bySession = try d.json("POST", "/v1/kill", ["workflow": Self.secret, "reason": "again " + everything])
+            #expect(bySession.status == 200, "\(bySession.text)")
+            _ = other
+            let named = try d.json("POST", "/v1/tokens", ["role": "viewer", "ttl": "1h", "name": Self.token + " " + Self.secret])
+            #expect(named.status == 201, "\(named.text)")
+            let cli = try TestDaemon.cli(["token", "create", "--role", "viewer", "--ttl", "1h", "--name", "c " + Self.token, "--state-dir", d.state])
+            #expect(cli.status == 0, "\(cli.stderr)")
             d.stop()
 
             // Every file under the state directory, the audit log, the store and its WAL included.

@@ -15,8 +15,14 @@ public struct Principal: Sendable, Equatable {
 /// SHA-256 of the whole token, never the token; it is shown once, expires and can be revoked.
 public struct Tokens: Sendable {
     public let store: any ControlStore
+    /// Applied to a token's name before it is stored (a name is free text: a credential or a
+    /// profile's secret pasted into it must not reach the store).
+    public let redact: @Sendable (String) -> String
 
-    public init(store: any ControlStore) { self.store = store }
+    public init(store: any ControlStore, redact: @escaping @Sendable (String) -> String = EventPipeline.credentialRedaction) {
+        self.store = store
+        self.redact = redact
+    }
 
     public static let maxTTL: Double = 365 * 86400
 
@@ -33,7 +39,7 @@ public struct Tokens: Sendable {
             .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
         let now = Date()
         let record = TokenRecord(
-            id: id, name: name, role: role, hash: Data(SHA256.hash(data: Data(text.utf8))), createdAt: now,
+            id: id, name: redact(name), role: role, hash: Data(SHA256.hash(data: Data(text.utf8))), createdAt: now,
             expiresAt: now.addingTimeInterval(ttl), createdBy: createdBy)
         do { try store.insertToken(record) } catch { throw AirlockError(.system, "the store refused the token: \(error)") }
         return (record, text)

@@ -152,7 +152,7 @@ public struct ControlAPI: Sendable {
 
     public init(supervisor: Supervisor) {
         self.supervisor = supervisor
-        self.tokens = Tokens(store: supervisor.store)
+        self.tokens = Tokens(store: supervisor.store) { [supervisor] in supervisor.audit.redact($0) }
     }
 
     public func router(transport: Transport) -> Router<APIContext> {

@@ -46,6 +46,10 @@ public struct EventPipeline: EventSink {
     /// `text` as a sink would see it.
     public func redact(_ text: String) -> String { scanner.redact(text) }
 
+    /// Every credential shape redacted, for text that belongs to no sandbox (token names
+    /// written by the CLI).
+    public static let credentialRedaction: @Sendable (String) -> String = { [scanner = DLPScanner(secrets: [])] in scanner.redact($0) }
+
     /// The event as the sinks receive it: stamped, then redacted.
     public func prepare(_ event: AuditEvent) -> AuditEvent {
         var e = event

@@ -20,6 +20,21 @@ public enum SandboxSecrets {
         return loaded
     }
 
+    /// The values of every secret the given bindings name that can be loaded now (an `env:`
+    /// the daemon has, a readable `file:`); the others are skipped. The daemon redacts its
+    /// own events and store with these, so a profile's secret pasted into a kill reason or a
+    /// token name is caught as it is in that profile's sandboxes.
+    public static func loadable(_ bindings: [SecretBinding], environment: [String: String]) -> [Secret] {
+        var out: [Secret] = []
+        for b in bindings {
+            let one = SandboxSpec(profile: "", command: [], secrets: [b])
+            if let loaded = try? RunEgress.loadSecrets(one, flags: [], environment: environment) {
+                out += redactable(loaded)
+            }
+        }
+        return out
+    }
+
     /// What the event pipeline redacts.
     public static func redactable(_ loaded: [GatewaySecret]) -> [Secret] {
         loaded.map { Secret(name: $0.name, value: $0.value) }

@@ -31,8 +31,10 @@ extension Supervisor {
     /// Containment for a sandbox suspected of compromise: freeze every process, revoke what
     /// was issued to it, record its links, and seal a forensic snapshot (process list and
     /// workspace) that outlives it. The sandbox stays frozen until it is deleted.
-    func contain(_ id: String, reason: String, principal: String) async throws(Problem) -> (SandboxRecord, SealedRecord, [String: Any]) {
+    func contain(_ id: String, reason raw: String, principal: String) async throws(Problem) -> (SandboxRecord, SealedRecord, [String: Any]) {
         guard let sb = liveSandbox(id), sb.stopping.withLock({ $0 }) == nil else { throw notRunning(id) }
+        // Free text from the caller: stored and recorded only as this sandbox's events show it.
+        let reason = sb.events.redact(raw)
         guard sb.record.withLock({ $0.state }) == .running else { throw Problem.conflict("the sandbox \(id) is already contained") }
         guard let cgroup = sb.service.cgroup else {
             throw Problem.conflict("the sandbox \(id) has no cgroup, so its processes cannot be frozen (the daemon runs without cgroup delegation); stop it instead")

@@ -42,8 +42,11 @@ public final class Supervisor: Sendable {
     let settings: DaemonSettings
     let store: any ControlStore
     let vault: Vault
-    /// The daemon's own events; each sandbox's go through `LiveSandbox.events`, derived from it.
-    let audit: EventPipeline
+    /// The daemon's own events, redacted with every credential shape and every secret the
+    /// policy's profiles name; each sandbox's go through `LiveSandbox.events`, derived from it.
+    var audit: EventPipeline { daemonEvents.withLock { $0 } }
+    private let baseEvents: EventPipeline
+    private let daemonEvents: Mutex<EventPipeline>
     let logger: Logger
     private let policyDocument: Mutex<PolicyDocument?>
     let live = Mutex<[String: LiveSandbox]>([:])
@@ -55,7 +58,8 @@ public final class Supervisor: Sendable {
         self.settings = settings
         self.store = store
         self.vault = vault
-        self.audit = audit
+        self.baseEvents = audit
+        self.daemonEvents = Mutex(Self.daemonPipeline(audit, policy: policy, environment: settings.environment))
         self.logger = logger
         self.policyDocument = Mutex(policy)
         let log = logger
@@ -65,7 +69,21 @@ public final class Supervisor: Sendable {
     }
 
     public var policy: PolicyDocument? { policyDocument.withLock { $0 } }
-    public func replacePolicy(_ p: PolicyDocument?) { policyDocument.withLock { $0 = p } }
+    public func replacePolicy(_ p: PolicyDocument?) {
+        policyDocument.withLock { $0 = p }
+        let events = Self.daemonPipeline(baseEvents, policy: p, environment: settings.environment)
+        daemonEvents.withLock { $0 = events }
+    }
+
+    /// The daemon's pipeline: `base` plus the secrets of every profile of `policy`.
+    static func daemonPipeline(_ base: EventPipeline, policy: PolicyDocument?, environment: [String: String]) -> EventPipeline {
+        var secrets: [Secret] = []
+        for name in Policy.profileNames(in: policy).map(\.name) {
+            guard case .success(let p) = Policy.flatten(name, in: policy) else { continue }
+            secrets += SandboxSecrets.loadable(p.secrets ?? [], environment: environment)
+        }
+        return secrets.isEmpty ? base : base.sandbox(identity: base.identity, secrets: secrets)
+    }
 
     /// One sandbox this daemon runs.
     final class LiveSandbox: Sendable {
@@ -337,7 +355,9 @@ public final class Supervisor: Sendable {
     /// Labels as the store keeps and the API shows them: a credential (or one of the
     /// sandbox's secrets) put in a label is redacted like it is in events.
     static func redacted(_ labels: [String: String], _ events: EventPipeline) -> [String: String] {
-        labels.mapValues { events.redact($0) }
+        var out: [String: String] = [:]
+        for (k, v) in labels { out[events.redact(k)] = events.redact(v) }
+        return out
     }
 
     static func json<T: Encodable>(_ v: T) -> String {
@@ -443,6 +463,9 @@ public final class Supervisor: Sendable {
     /// Stops one sandbox: every process is killed at once; the teardown (and sealing a
     /// persistent workspace) follows. Returns when its processes are gone.
     func stop(_ sb: LiveSandbox, reason: String, principal: String) async {
+        // A reason is free text from the caller: kept and recorded only as this sandbox's
+        // events would show it.
+        let reason = sb.events.redact(reason)
         let first: Bool = sb.stopping.withLock { s in
             guard s == nil else { return false }
             s = reason
@@ -492,8 +515,16 @@ public final class Supervisor: Sendable {
     /// Stops every matching sandbox, concurrently; returns their ids once all are dead.
     func kill(_ selector: Selector, reason: String, principal: String) async -> [String] {
         let targets = live.withLock { $0.values.filter { sb in selector.matches(sb.record.withLock { $0 }) } }
+        // The scope and the reason are free text: redacted for the daemon and for every
+        // sandbox they reach, whose secrets the daemon's own events do not know.
+        var scope = audit.redact("\(selector)")
+        var why = audit.redact(reason)
+        for sb in targets {
+            scope = sb.events.redact(scope)
+            why = sb.events.redact(why)
+        }
         emit("control.kill", nil, principal: principal, [
-            ("airlock.kill.scope", .string("\(selector)")), ("airlock.kill.count", .int(Int64(targets.count))), ("airlock.stop_reason", .string(reason)),
+            ("airlock.kill.scope", .string(scope)), ("airlock.kill.count", .int(Int64(targets.count))), ("airlock.stop_reason", .string(why)),
         ], instance: "")
         await withTaskGroup(of: Void.self) { g in
             for sb in targets { g.addTask { await self.stop(sb, reason: reason, principal: principal) } }
@@ -532,7 +563,8 @@ public final class Supervisor: Sendable {
         sb.record.withLock { $0 = record }
         try? store.updateSandbox(record)
         live.withLock { _ = $0.removeValue(forKey: sb.id) }
-        emit("control.sandbox.stopped", record, principal: "airlock", [("airlock.stop_reason", .string(reason))])
+        // Through its own pipeline: it is no longer live, and the daemon's lacks its secrets.
+        sb.events.emit(event("control.sandbox.stopped", record, principal: "airlock", [("airlock.stop_reason", .string(reason))], instance: nil))
         sb.finished.open()
     }
 

@@ -168,6 +168,10 @@ public struct PlanBuilder: Sendable {
         r.append(.bind(source: scratch + "/home", destination: spec.user.home, flags: [.sourceInSandbox, .noSUID, .noDev]))
         r.append(.bind(source: scratch + "/shm", destination: "/dev/shm", flags: [.sourceInSandbox, .noSUID, .noDev, .noExec]))
         r.append(.unmount(scratch))
+        // /dev holds only mount points and symlinks: read-only once they are in place, so it
+        // is no scratch space (nor an inode sink) of its own. Its devices, /dev/pts and
+        // /dev/shm are mounts of their own and stay writable.
+        r.append(.remountReadOnly("/dev"))
         landlock.append(.landlock(path: "/tmp", access: .write, optional: false))
         landlock.append(.landlock(path: spec.user.home, access: .write, optional: false))
 

@@ -504,8 +504,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         let previous = tail.segment
         let name = LogFiles.segmentName(firstSeq: tail.lastSeq + 1)
         let path = dir + "/" + name
-        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw systemError("open", errno, "cannot create the audit log segment \(path)") }
+        let fd = try LogFiles.openRegular(path, O_RDWR | O_CREAT | O_EXCL | O_APPEND)
         if tail.fd >= 0 { Glibc.close(tail.fd) }
         tail.fd = fd
         tail.segment = name
@@ -538,14 +537,14 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         var doomed: [String] = []
         for (i, name) in segments.enumerated() where i < segments.count - 1 {
             var st = stat()
-            guard stat(dir + "/" + name, &st) == 0 else { break }
+            guard lstat(dir + "/" + name, &st) == 0 else { break }
             let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
             guard mtime < cutoff else { break }
             doomed.append(name)
         }
         guard !doomed.isEmpty else { return }
         let keep = segments[doomed.count]
-        guard let first = LogFiles.read(dir + "/" + keep).flatMap({ SegmentLines(bytes: $0).first(where: { _ in true }) }),
+        guard let first = LogFiles.read(dir + "/" + keep, upTo: 64 << 10).flatMap({ SegmentLines(bytes: $0).first(where: { _ in true }) }),
             case .success(let record) = LogRecord.parse(first.line)
         else { throw AirlockError(.system, "retention: cannot read the first record of \(dir)/\(keep)") }
         append(event: internalEvent("audit.retention", [
@@ -588,7 +587,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         if tail.fd < 0 {
             try rotate(into: &out, previousChain: nil)
         } else {
-            let header = try Self.header(of: dir + "/" + tail.segment)
+            let header = try Self.header(fd: tail.fd, path: dir + "/" + tail.segment)
             if header.key != publicKey {
                 // A different key: never continue the old chain with it.
                 openReport.append("the signing key changed (\(header.key.id) → \(publicKey.id)): starting a new chain linked to chain \(header.chain) at seq \(tail.lastSeq)")
@@ -641,50 +640,59 @@ public final class AuditLog: EventSink, @unchecked Sendable {
     /// (records, a torn line, whole segments) is moved to a `cut-*.log` file and
     /// described in the returned `Cut`. With no valid signature anywhere, everything is
     /// cut and `tail` is left empty (no segment).
+    ///
+    /// Each segment is opened once (`LogFiles.openRegular`: no symlink, no FIFO) and
+    /// everything after that (reading, truncating, appending) uses that descriptor: a
+    /// name swapped for a symlink in between is never followed.
     private func loadTail(segments: [String]) throws(AirlockError) -> Cut? {
         if tail.fd >= 0 { Glibc.close(tail.fd) }
         tail = Tail()
         guard !segments.isEmpty else { return nil }
         var index = segments.count - 1
         var found: SignedEnd?
-        var sizes: [Int] = []
+        var foundHeader: Header?
+        // The open segments[index...] and their sizes, oldest first.
+        var files: [(fd: Int32, size: Int)] = []
+        defer { for o in files { Glibc.close(o.fd) } }
         while index >= 0 {
             let path = dir + "/" + segments[index]
+            let fd = try LogFiles.openRegular(path, O_RDWR | O_APPEND)
             var st = stat()
-            guard lstat(path, &st) == 0 else { throw systemError("lstat", errno, "cannot inspect the audit log segment \(path)") }
-            guard st.st_mode & S_IFMT == S_IFREG else {
-                throw AirlockError(.usage, "the audit log segment \(path) is not a regular file (a symlink or a device?); nothing was written. Run `airlock audit verify \(dir)` and move it away")
+            guard fstat(fd, &st) == 0 else {
+                let e = errno
+                Glibc.close(fd)
+                throw systemError("fstat", e, "cannot inspect the audit log segment \(path)")
             }
             let size = Int(st.st_size)
-            sizes.insert(size, at: 0)
-            if let header = try? Self.header(of: path) {
+            files.insert((fd, size), at: 0)
+            if let header = try? Self.header(fd: fd, path: path) {
                 // Usually the last line is the signature: read only the end of the file first.
                 let window = 64 << 10
-                if size > window, let bytes = LogFiles.read(path, from: size - window).map({ Array($0.prefix(window)) }) {
+                if size > window, let bytes = LogFiles.read(fd: fd, from: size - window, upTo: window).map({ Array($0.prefix(window)) }) {
                     found = Self.lastValidCheckpoint(bytes, base: size - window, partialFirst: true, header: header)
                 }
                 if found == nil {
-                    guard let bytes = LogFiles.read(path, upTo: size).map({ Array($0.prefix(size)) }) else {
+                    guard let bytes = LogFiles.read(fd: fd, from: 0, upTo: size).map({ Array($0.prefix(size)) }) else {
                         throw systemError("read", errno, "cannot read the audit log segment \(path)")
                     }
                     found = Self.lastValidCheckpoint(bytes, base: 0, partialFirst: false, header: header)
                 }
+                if found != nil { foundHeader = header }
             }
             if found != nil { break }
             index -= 1
         }
-        // `sizes` holds the sizes of segments[max(index, 0)...].
+        // `files` holds segments[max(index, 0)...].
         let end = found?.end ?? 0
         var cut: Cut?
-        if index < 0 || end < sizes[0] || index < segments.count - 1 {
-            cut = try moveAside(segments: segments, from: index < 0 ? 0 : index, offset: end, found: found)
+        if index < 0 || end < files[0].size || index < segments.count - 1 {
+            cut = try moveAside(segments: segments, from: index < 0 ? 0 : index, files: files, offset: end, found: found)
         }
-        guard let found, index >= 0 else { return cut }
+        guard let found, let header = foundHeader, index >= 0 else { return cut }
         let name = segments[index]
-        let path = dir + "/" + name
-        let fd = Glibc.open(path, O_RDWR | O_APPEND | O_CLOEXEC)
-        guard fd >= 0 else { throw systemError("open", errno, "cannot open the audit log segment \(path)") }
-        let header = try Self.header(of: path)
+        let fd = files[0].fd
+        try Self.checkStillNamed(fd: fd, path: dir + "/" + name)
+        files.removeFirst()  // kept as the tail's
         tail.fd = fd
         tail.segment = name
         tail.size = found.end
@@ -699,17 +707,32 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         return cut
     }
 
+    /// Fails unless `path` still names the file open as `fd` (not, say, a symlink renamed
+    /// over it since it was opened): the writer must not append to a file no longer in the log.
+    static func checkStillNamed(fd: Int32, path: String) throws(AirlockError) {
+        var a = stat()
+        var b = stat()
+        guard fstat(fd, &a) == 0, lstat(path, &b) == 0, a.st_dev == b.st_dev, a.st_ino == b.st_ino else {
+            throw AirlockError(
+                .usage,
+                "the audit log segment \(path) was replaced while it was being recovered (by a symlink or another file); nothing more was written to it. Someone who can write the directory did this: run `airlock audit verify` on it")
+        }
+    }
+
     /// Copies everything from `offset` in `segments[from]` to the end of the log into a
-    /// new `cut-<first>-<last>.log` (0600, never read as log), durably, then truncates
-    /// that segment there and removes the later ones.
-    private func moveAside(segments: [String], from: Int, offset: Int, found: SignedEnd?) throws(AirlockError) -> Cut {
+    /// new `cut-<first>-<last>.log` (0600, never read as log), durably, then
+    /// truncates that segment there and removes the later ones. `files` are the open
+    /// segments `segments[from...]` with their sizes.
+    private func moveAside(segments: [String], from: Int, files: [(fd: Int32, size: Int)], offset: Int, found: SignedEnd?)
+        throws(AirlockError) -> Cut
+    {
         var bytes: [UInt8] = []
-        for (i, name) in segments.enumerated() where i >= from {
-            let path = dir + "/" + name
-            guard let b = i == from ? LogFiles.read(path, from: offset) : LogFiles.read(path) else {
-                throw systemError("read", errno, "cannot read the audit log segment \(path)")
+        for (i, file) in files.enumerated() {
+            let start = i == 0 ? offset : 0
+            guard let b = LogFiles.read(fd: file.fd, from: start, upTo: max(0, file.size - start)) else {
+                throw systemError("read", errno, "cannot read the audit log segment \(dir)/\(segments[from + i])")
             }
-            bytes += b
+            bytes += b.prefix(max(0, file.size - start))
         }
         var cut = Cut(
             segment: segments[from], afterSeq: found?.record.seq ?? 0, afterHash: found?.record.hash ?? .zero,
@@ -738,14 +761,12 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         for (i, name) in segments.enumerated().reversed() where i >= from {
             let path = dir + "/" + name
             if i == from && found != nil {
-                let sfd = Glibc.open(path, O_WRONLY | O_CLOEXEC)
-                guard sfd >= 0, ftruncate(sfd, off_t(offset)) == 0, fdatasync(sfd) == 0 else {
-                    let e = errno
-                    if sfd >= 0 { Glibc.close(sfd) }
-                    throw systemError("ftruncate", e, "cannot cut the unsigned tail of \(path)")
+                let sfd = files[0].fd
+                guard ftruncate(sfd, off_t(offset)) == 0, fdatasync(sfd) == 0 else {
+                    throw systemError("ftruncate", errno, "cannot cut the unsigned tail of \(path)")
                 }
-                Glibc.close(sfd)
             } else {
+                // unlink never follows a symlink: at worst it removes one someone put here.
                 guard unlink(path) == 0 else { throw systemError("unlink", errno, "cannot remove the unsigned segment \(path)") }
                 cut.segmentsRemoved.insert(name, at: 0)
             }
@@ -787,11 +808,8 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         var time: Int64
     }
 
-    /// The chain and key a segment's first record declares.
-    static func header(of path: String) throws(AirlockError) -> Header {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw systemError("open", errno, "cannot open \(path)") }
-        defer { Glibc.close(fd) }
+    /// The chain and key a segment's first record declares (read from the open `fd`).
+    static func header(fd: Int32, path: String) throws(AirlockError) -> Header {
         var buf = [UInt8](repeating: 0, count: 4096)
         let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
         guard n > 0, let nl = buf[0..<n].firstIndex(of: 0x0A), case .success(let r) = LogRecord.parse(buf[0..<nl]),

@@ -1,0 +1,125 @@
+import AirlockCore
+import Foundation
+import Synchronization
+import Testing
+
+@testable import AirlockAudit
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Attacks by someone who can write the log directory (but has no key) on the writer
+/// and the verifier themselves, which may run as root: symlinks, FIFOs and races that
+/// try to make them write outside the directory, hang, or fail. Each runs against a
+/// real log on disk and checks that nothing outside the log directory changed.
+@Suite(.serialized) struct DirectoryAttackTests {
+    /// A fresh temporary directory holding the log (`log/`) and a file outside it
+    /// (`outside`) that the attacks aim at.
+    struct Scene {
+        let t: TempDir
+        var outside: String { t.path + "/outside" }
+        static let outsideBytes = Array("outside the log, must stay as it is\n".utf8)
+
+        init(_ tag: String) {
+            t = TempDir(tag)
+            writeFile(outside, Self.outsideBytes)
+        }
+
+        /// Names in the temporary directory outside `log/`, and the outside file's bytes.
+        func outsideState() -> [String] {
+            var names: [String] = []
+            if let d = opendir(t.path) {
+                while let e = readdir(d) {
+                    let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+                    if name != "." && name != ".." && name != "log" { names.append(name) }
+                }
+                closedir(d)
+            }
+            var st = stat()
+            lstat(outside, &st)
+            return names.sorted() + [String(decoding: readFile(outside), as: UTF8.self), "mode \(st.st_mode)"]
+        }
+    }
+
+    /// A log whose last segment ends with bytes no signature covers, so the next writer cuts them.
+    func logWithUnsignedTail(_ dir: String) throws -> String {
+        try writeLog(dir, events: 20)
+        let seg = dir + "/" + segments(dir).last!
+        writeFile(seg, readFile(seg) + Array("unsigned bytes someone appended\n".utf8))
+        return seg
+    }
+
+    /// B5: the writer checks a segment, then (in the old code) re-opened it by name to
+    /// truncate and append. The attacker renames a symlink to a file outside the directory
+    /// over the segment the moment the cut file appears (inotify), as the attack did.
+    @Test func segmentSwappedForASymlinkDuringRecoveryIsNotFollowed() throws {
+        for round in 0..<4 {
+            let s = Scene("attack-toctou")
+            defer { s.t.cleanup() }
+            let seg = try logWithUnsignedTail(s.t.log)
+            let before = s.outsideState()
+            let swap = s.t.log + "/.swap"
+            #expect(symlink(s.outside, swap) == 0)
+            let race = RaceOnCreate(dir: s.t.log, prefix: "cut-", rename: swap, over: seg)
+            var opened: AuditLog?
+            var failure: AirlockError?
+            do { opened = try openLog(s.t.log) } catch { failure = error as? AirlockError }
+            #expect(race.wait(), "round \(round): the race never ran (no cut file was created)")
+            if let log = opened {
+                // Whatever the writer did, it must not reach the outside file, and it must
+                // not go on acknowledging records into a file no longer in the log.
+                #expect(throws: AirlockError.self) { try log.appendAndWait(event(1)) }
+                try? log.close()
+            } else {
+                #expect(failure?.message.contains("was replaced") == true, "\(failure.map(\.description) ?? "")")
+            }
+            #expect(s.outsideState() == before, "round \(round): a file outside the log directory changed")
+        }
+    }
+}
+
+/// Renames `rename` over `over` as soon as a file whose name starts with `prefix` is
+/// created in `dir` (watched with inotify from another thread): an attacker racing the writer.
+final class RaceOnCreate: Sendable {
+    private let state = Mutex<Bool?>(nil)  // nil: waiting; true: renamed; false: gave up
+
+    init(dir: String, prefix: String, rename from: String, over to: String) {
+        let fd = inotify_init1(Int32(IN_CLOEXEC))
+        precondition(fd >= 0)
+        precondition(inotify_add_watch(fd, dir, UInt32(IN_CREATE)) >= 0)
+        Thread.detachNewThread { [self] in
+            defer { close(fd) }
+            let deadline = Clock.monotonicNanos() + 10_000_000_000
+            var buf = [UInt8](repeating: 0, count: 4096)
+            while Clock.monotonicNanos() < deadline {
+                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                guard poll(&p, 1, 100) > 0 else { continue }
+                let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                guard n > 0 else { continue }
+                var i = 0
+                while i + 16 <= n {
+                    let len = Int(buf[i + 12]) | Int(buf[i + 13]) << 8 | Int(buf[i + 14]) << 16 | Int(buf[i + 15]) << 24
+                    let name = String(decoding: buf[(i + 16)..<min(n, i + 16 + len)].prefix(while: { $0 != 0 }), as: UTF8.self)
+                    i += 16 + len
+                    if name.hasPrefix(prefix) {
+                        Glibc.rename(from, to)
+                        self.state.withLock { $0 = true }
+                        return
+                    }
+                }
+            }
+            self.state.withLock { $0 = false }
+        }
+    }
+
+    /// Waits for the watcher to finish; whether it renamed.
+    func wait() -> Bool {
+        let deadline = Clock.monotonicNanos() + 12_000_000_000
+        while Clock.monotonicNanos() < deadline {
+            if let s = state.withLock({ $0 }) { return s }
+            usleep(10_000)
+        }
+        return false
+    }
+}

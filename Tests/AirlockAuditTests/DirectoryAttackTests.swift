@@ -77,6 +77,66 @@ import Testing
             #expect(s.outsideState() == before, "round \(round): a file outside the log directory changed")
         }
     }
+
+    /// B6: symlinks planted where the writer creates or writes files: `audit.pub.tmp`
+    /// (the old fixed temporary name) and `audit.pub` pointing at the outside file, `lock`
+    /// and `writers` dangling into the directory above (the writer created them there).
+    @Test func plantedSymlinksAreNeverFollowed() throws {
+        for name in ["audit.pub.tmp", "audit.pub"] {
+            let s = Scene("attack-symlink")
+            defer { s.t.cleanup() }
+            try writeLog(s.t.log, events: 3)
+            unlink(s.t.log + "/" + LogFiles.publicKeyFile)
+            let before = s.outsideState()
+            #expect(symlink(s.outside, s.t.log + "/" + name) == 0)
+            try writeLog(s.t.log, events: 3)  // the key is rewritten through a fresh name
+            #expect(s.outsideState() == before, "\(name): a file outside the log directory changed")
+            let pub = try LogFiles.readRegular(s.t.log + "/" + LogFiles.publicKeyFile)
+            #expect(AuditPublicKey(String(decoding: pub, as: UTF8.self)) == (try verify(s.t.log)).chains.last?.key)
+        }
+        for name in [LogFiles.lockFile, LogFiles.writersFile] {
+            let s = Scene("attack-symlink")
+            defer { s.t.cleanup() }
+            try writeLog(s.t.log, events: 3)
+            unlink(s.t.log + "/" + name)
+            #expect(symlink(s.t.path + "/created-by-root", s.t.log + "/" + name) == 0)
+            let before = s.outsideState()
+            let e = #expect(throws: AirlockError.self) { try openLog(s.t.log) }
+            #expect(e?.message.contains("is a symlink") == true, "\(e.map(\.description) ?? "")")
+            #expect(s.outsideState() == before, "\(name): a file outside the log directory was created")
+            // Also when it points at an existing file: not opened, not locked, not changed.
+            unlink(s.t.log + "/" + name)
+            #expect(symlink(s.outside, s.t.log + "/" + name) == 0)
+            #expect(throws: AirlockError.self) { try openLog(s.t.log) }
+            #expect(s.outsideState() == before)
+        }
+    }
+
+    /// W5: two writers opening a fresh log at the same moment, many times: both must
+    /// open it (they used to share `audit.pub.tmp`, and one failed).
+    @Test func twoWritersStartingAtOnceBothOpenTheLog() throws {
+        for round in 0..<30 {
+            let t = TempDir("attack-start-race")
+            defer { t.cleanup() }
+            let failures = Mutex<[String]>([])
+            let done = Mutex(0)
+            for w in 0..<2 {
+                Thread.detachNewThread {
+                    do {
+                        let log = try openLog(t.log)
+                        try log.appendAndWait(event(w))
+                        try log.close()
+                    } catch {
+                        failures.withLock { $0.append("\(error)") }
+                    }
+                    done.withLock { $0 += 1 }
+                }
+            }
+            while done.withLock({ $0 }) < 2 { usleep(1000) }
+            #expect(failures.withLock { $0 } == [], "round \(round)")
+            #expect(try verify(t.log).ok, "round \(round)")
+        }
+    }
 }
 
 /// Renames `rename` over `over` as soon as a file whose name starts with `prefix` is

@@ -150,12 +150,11 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         let dir = options.directory
         try LogFiles.makeDirectory(dir)
         let key = try AuditSigningKey.loadOrCreate(at: dir + "/" + LogFiles.keyFile)
-        let lockFD = Glibc.open(dir + "/" + LogFiles.lockFile, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard lockFD >= 0 else { throw systemError("open", errno, "cannot open the audit log's lock file in \(dir)") }
-        let writersFD = Glibc.open(dir + "/" + LogFiles.writersFile, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard writersFD >= 0 else {
+        let lockFD = try LogFiles.openRegular(dir + "/" + LogFiles.lockFile, O_RDWR | O_CREAT)
+        let writersFD: Int32
+        do { writersFD = try LogFiles.openRegular(dir + "/" + LogFiles.writersFile, O_RDWR | O_CREAT) } catch {
             Glibc.close(lockFD)
-            throw systemError("open", errno, "cannot open the audit log's writers file in \(dir)")
+            throw error
         }
         let log = AuditLog(options: options, key: key, lockFD: lockFD, writersFD: writersFD)
         try log.start()
@@ -218,13 +217,24 @@ public final class AuditLog: EventSink, @unchecked Sendable {
     private func publishPublicKey() throws(AirlockError) {
         let path = dir + "/" + LogFiles.publicKeyFile
         let text = Array((publicKey.description + "\n").utf8)
-        if let existing = LogFiles.read(path), existing == text { return }
-        let tmp = path + ".tmp"
-        let fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw systemError("open", errno, "cannot write \(path)") }
+        // (A symlink, FIFO or device there reads as nil, and the rename below replaces it.)
+        if let existing = LogFiles.read(path, upTo: 4096), existing == text { return }
+        // A fresh name each time (created exclusively, never through a symlink): two
+        // writers starting at once do not share a temporary file, and nobody can point it
+        // elsewhere.
+        var fd: Int32 = -1
+        var tmp = ""
+        for _ in 0..<16 where fd < 0 {
+            tmp = path + "." + Self.randomID() + ".tmp"
+            fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o644)
+            if fd < 0 && errno != EEXIST { break }
+        }
+        guard fd >= 0 else { throw systemError("open", errno, "cannot create a temporary file to write \(path)") }
         defer { Glibc.close(fd) }
-        guard POSIXIO.writeAll(fd, text) == 0, fsync(fd) == 0, rename(tmp, path) == 0 else {
-            throw systemError("write", errno, "cannot write \(path)")
+        guard fchmod(fd, 0o644) == 0, POSIXIO.writeAll(fd, text) == 0, fsync(fd) == 0, rename(tmp, path) == 0 else {
+            let e = errno
+            unlink(tmp)
+            throw systemError("write", e, "cannot write \(path)")
         }
     }
 

@@ -137,6 +137,23 @@ import Testing
             #expect(try verify(t.log).ok, "round \(round)")
         }
     }
+
+    /// W6: recovery names its cut file with a random suffix, so names created in advance
+    /// cannot exhaust it (1000 of them made every run fail).
+    @Test func preCreatedCutNamesDoNotStopRecovery() throws {
+        let s = Scene("attack-cut-names")
+        defer { s.t.cleanup() }
+        try writeLog(s.t.log, events: 9)
+        let seg = s.t.log + "/" + segments(s.t.log).last!
+        let next = records(s.t.log).last!.seq + 1
+        writeFile(seg, readFile(seg) + Array("torn".utf8))
+        writeFile(s.t.log + "/cut-\(next)-\(next).log", [])
+        for n in 2...1000 { writeFile(s.t.log + "/cut-\(next)-\(next)-\(n).log", []) }
+        let log = try openLog(s.t.log)
+        try log.close()
+        #expect(log.openReport.contains { $0.contains("cut what followed") }, "\(log.openReport)")
+        #expect(try verify(s.t.log).recoveries.count == 1)
+    }
 }
 
 /// Renames `rename` over `over` as soon as a file whose name starts with `prefix` is

@@ -730,7 +730,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
     }
 
     /// Copies everything from `offset` in `segments[from]` to the end of the log into a
-    /// new `cut-<first>-<last>.log` (0600, never read as log), durably, then
+    /// new `cut-<first>-<last>-<random>.log` (0600, never read as log), durably, then
     /// truncates that segment there and removes the later ones. `files` are the open
     /// segments `segments[from...]` with their sizes.
     private func moveAside(segments: [String], from: Int, files: [(fd: Int32, size: Int)], offset: Int, found: SignedEnd?)
@@ -755,11 +755,13 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         }
         let first = cut.firstSeq ?? cut.afterSeq + 1
         let last = cut.lastSeq ?? first
+        // A random suffix, created exclusively: names someone created in advance cannot
+        // exhaust it (a clash just draws again).
         var fd: Int32 = -1
-        for n in 1...1000 {
-            cut.file = "cut-\(first)-\(last)" + (n == 1 ? "" : "-\(n)") + ".log"
-            fd = Glibc.open(dir + "/" + cut.file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-            if fd >= 0 || errno != EEXIST { break }
+        for _ in 0..<64 where fd < 0 {
+            cut.file = "cut-\(first)-\(last)-\(Self.randomID()).log"
+            fd = Glibc.open(dir + "/" + cut.file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o600)
+            if fd < 0 && errno != EEXIST { break }
         }
         guard fd >= 0 else { throw systemError("open", errno, "cannot create \(dir)/\(cut.file) to move an unsigned tail aside") }
         defer { Glibc.close(fd) }

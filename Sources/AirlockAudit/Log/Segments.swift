@@ -11,7 +11,7 @@ import AirlockCore
 ///   `airlock` processes) can share one log;
 /// - `writers`: held shared by every open writer, so `audit verify` can say whether
 ///   one has the log open;
-/// - `cut-<first>-<last>.log`: what a recovery cut after the last valid signature,
+/// - `cut-<first>-<last>-<random>.log`: what a recovery cut after the last valid signature,
 ///   kept as evidence and never read as log;
 /// - `index.sqlite`: the query index, a cache rebuilt from the segments.
 public enum LogFiles {

@@ -75,7 +75,7 @@ struct AuditCommand: ParsableCommand {
             var v = AuditVerifier(directory: dir)
             for k in key {
                 var text = k
-                if !k.hasPrefix("ed25519:"), let bytes = LogFiles.read(k, upTo: 4096) { text = String(decoding: bytes, as: UTF8.self) }
+                if !k.hasPrefix("ed25519:"), let bytes = try? LogFiles.readRegular(k, upTo: 4096, followSymlinks: true) { text = String(decoding: bytes, as: UTF8.self) }
                 guard let pk = AuditPublicKey(text) else {
                     throw fail(AirlockError(.usage, "--key \(k): expected ed25519:<64 hex digits> or a file holding it (see `airlock audit key`)"))
                 }
@@ -87,7 +87,7 @@ struct AuditCommand: ParsableCommand {
                     v.anchors.append((seq, h))
                     continue
                 }
-                guard let bytes = LogFiles.read(AuditCommand.absolute(a), upTo: 256 << 20) else {
+                guard let bytes = try? LogFiles.readRegular(AuditCommand.absolute(a), upTo: 256 << 20, followSymlinks: true) else {
                     throw fail(AirlockError(.usage, "--anchor \(a): expected SEQ:HASH (e.g. 1042:<64 lowercase hex digits>) or a readable witness file of JSON heads"))
                 }
                 var n = 0

@@ -138,6 +138,39 @@ import Testing
         }
     }
 
+    /// W6: a FIFO under any of the log's names must not make the writer or `verify` hang
+    /// (a watchdog writes to the FIFO after a few seconds to unblock a hung open and
+    /// records that it had to).
+    @Test func fifosInTheLogDirectoryFailInsteadOfHanging() throws {
+        for name in [LogFiles.writersFile, LogFiles.lockFile, "segment", LogFiles.publicKeyFile, LogFiles.keyFile] {
+            let s = Scene("attack-fifo")
+            defer { s.t.cleanup() }
+            try writeLog(s.t.log, events: 3)
+            let target = s.t.log + "/" + (name == "segment" ? segments(s.t.log).last! : name)
+            unlink(target)
+            #expect(mkfifo(target, 0o600) == 0)
+            let before = s.outsideState()
+            let dog = FIFOWatchdog(target)
+            let report = try? verify(s.t.log)
+            #expect(!dog.fired(), "\(name): verify hung on a FIFO")
+            if name == "segment" { #expect(report?.ok == false) }
+            if name == LogFiles.writersFile { #expect(report?.ok == true && report?.open == false) }
+            let dog2 = FIFOWatchdog(target)
+            var opened = false
+            do {
+                let log = try openLog(s.t.log)
+                opened = true
+                try log.close()
+            } catch {
+                #expect("\(error)".contains("not a regular file"), "\(name): \(error)")
+            }
+            #expect(!dog2.fired(), "\(name): the writer hung on a FIFO")
+            // audit.pub is only published: a FIFO there is replaced. Anything else stops the writer.
+            #expect(opened == (name == LogFiles.publicKeyFile), "\(name)")
+            #expect(s.outsideState() == before)
+        }
+    }
+
     /// W6: recovery names its cut file with a random suffix, so names created in advance
     /// cannot exhaust it (1000 of them made every run fail).
     @Test func preCreatedCutNamesDoNotStopRecovery() throws {
@@ -198,5 +231,35 @@ final class RaceOnCreate: Sendable {
             usleep(10_000)
         }
         return false
+    }
+}
+
+/// Unblocks whoever is stuck opening a FIFO: after `seconds`, opens it for writing
+/// (which succeeds only while a reader waits) and records that it had to.
+final class FIFOWatchdog: Sendable {
+    private let state = Mutex<(stop: Bool, fired: Bool)>((false, false))
+
+    init(_ path: String, seconds: Int = 3) {
+        Thread.detachNewThread { [self] in
+            let deadline = Clock.monotonicNanos() + UInt64(seconds) * 1_000_000_000
+            while !self.state.withLock({ $0.stop }) {
+                if Clock.monotonicNanos() > deadline {
+                    let fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
+                    if fd >= 0 {
+                        self.state.withLock { $0.fired = true }
+                        close(fd)
+                    }
+                }
+                usleep(20_000)
+            }
+        }
+    }
+
+    /// Stops the watchdog; whether it had to unblock anyone.
+    func fired() -> Bool {
+        state.withLock {
+            $0.stop = true
+            return $0.fired
+        }
     }
 }

@@ -175,8 +175,7 @@ public final class AuditIndex {
     }
 
     static func readLine(_ path: String, offset: Int, length: Int) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
+        guard let fd = try? LogFiles.openRegular(path, O_RDONLY) else { return nil }
         defer { close(fd) }
         var buf = [UInt8](repeating: 0, count: length)
         let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, length, off_t(offset)) }

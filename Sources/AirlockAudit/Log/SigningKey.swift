@@ -21,7 +21,7 @@ public struct AuditSigningKey: Sendable {
 
     /// Loads `path`, or creates it (exclusively) when absent.
     static func loadOrCreate(at path: String) throws(AirlockError) -> AuditSigningKey {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)  // no symlink; no hang on a FIFO
         if fd < 0 {
             guard errno == ENOENT else { throw systemError("open", errno, "cannot read the audit signing key \(path)") }
             return try create(at: path)
@@ -45,7 +45,7 @@ public struct AuditSigningKey: Sendable {
 
     private static func create(at path: String) throws(AirlockError) -> AuditSigningKey {
         let key = Curve25519.Signing.PrivateKey()
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
         if fd < 0 {
             // Another writer created it first: use theirs.
             if errno == EEXIST { return try loadOrCreate(at: path) }

@@ -200,15 +200,39 @@ struct AuditCommand: ParsableCommand {
 
     struct Key: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print the log's public key (ed25519:<hex>), for `audit verify --key` elsewhere.")
+            abstract: "Print the log's public key (ed25519:<hex>), for `audit verify --key` elsewhere.",
+            discussion: """
+                Derived from the signing key (audit.key) when it is readable, i.e. when run as the log's writer: \
+                anyone who can write the directory can replace audit.pub. Otherwise audit.pub is printed, with a warning.
+                """)
 
         @Argument(help: "The log directory.") var dir: String?
 
         func run() throws {
             let dir = try AuditCommand.directory(dir)
-            guard let bytes = LogFiles.read(dir + "/" + LogFiles.publicKeyFile, upTo: 4096),
-                let key = AuditPublicKey(String(decoding: bytes, as: UTF8.self))
-            else { throw fail(AirlockError(.usage, "\(dir) has no readable \(LogFiles.publicKeyFile): has anything been logged there yet?")) }
+            let pubPath = dir + "/" + LogFiles.publicKeyFile
+            let keyPath = dir + "/" + LogFiles.keyFile
+            let published = (try? LogFiles.readRegular(pubPath, upTo: 4096)).flatMap { AuditPublicKey(String(decoding: $0, as: UTF8.self)) }
+            if access(keyPath, R_OK) == 0 {
+                // The writer's own key: what signs the log, whatever audit.pub says.
+                let signing: AuditSigningKey?
+                do { signing = try AuditSigningKey.load(at: keyPath) } catch { throw fail(error) }
+                if let key = signing?.publicKey {
+                    if published != key {
+                        printError(
+                            "airlock: warning: \(pubPath) holds \(published.map(\.description) ?? "no valid key"), not the public half of \(keyPath): "
+                                + "someone who can write the directory replaced it (or it was never written). Printed: the key derived from \(keyPath)")
+                    }
+                    print(key)
+                    return
+                }
+            }
+            guard let key = published else {
+                throw fail(AirlockError(.usage, "\(dir) has no readable \(LogFiles.publicKeyFile) (and \(keyPath) is not readable here): has anything been logged there yet? Run this as the log's writer (e.g. root) to derive the key from \(keyPath)"))
+            }
+            printError(
+                "airlock: warning: \(keyPath) is not readable here, so this is \(pubPath) as found: it is only as trustworthy as the directory "
+                    + "(anyone who can write it can replace it). Run `airlock audit key` as the log's writer to derive the key from the signing key")
             print(key)
         }
     }

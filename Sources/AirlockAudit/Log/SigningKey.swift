@@ -21,10 +21,17 @@ public struct AuditSigningKey: Sendable {
 
     /// Loads `path`, or creates it (exclusively) when absent.
     static func loadOrCreate(at path: String) throws(AirlockError) -> AuditSigningKey {
+        if let key = try load(at: path) { return key }
+        return try create(at: path)
+    }
+
+    /// Loads `path` (refused unless it is a regular 0600 file of this user's); nil when
+    /// there is none.
+    public static func load(at path: String) throws(AirlockError) -> AuditSigningKey? {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)  // no symlink; no hang on a FIFO
         if fd < 0 {
             guard errno == ENOENT else { throw systemError("open", errno, "cannot read the audit signing key \(path)") }
-            return try create(at: path)
+            return nil
         }
         defer { close(fd) }
         var st = stat()

@@ -110,7 +110,7 @@ struct AuditCommand: ParsableCommand {
             print("ok: \(r.records) records (seq \(r.firstSeq)–\(r.lastSeq)) in \(r.segments) segment(s), \(r.checkpoints) signed checkpoint(s)")
             for c in r.chains { print("chain \(c.id) from seq \(c.firstSeq), key \(c.key.id) (\(c.key))") }
             print("sealed: a signature covers every record" + (r.open ? " (a writer has the log open)" : ""))
-            print("recoveries: \(r.recoveries.count)" + (r.recoveries.isEmpty ? "" : " (records no signature covered, cut by the next writer: a crash, or records written without the key)"))
+            print("recoveries: \(r.recoveries.count)" + (r.recoveries.isEmpty ? "" : " (records no signature covered, cut by the next writer: either never acknowledged (a writer crashed mid-batch, or someone without the key appended them) or their signature was removed)"))
             for rec in r.recoveries { print("  recovered: \(rec)") }
             print("retentions: \(r.retentions.count)")
             for ret in r.retentions { print("  retention: \(ret)") }

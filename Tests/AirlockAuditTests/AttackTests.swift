@@ -77,6 +77,23 @@ import Testing
         return out.sorted()
     }
 
+    /// B2: records whose signature an attacker removed were acknowledged: the recovery
+    /// record must not claim they never were.
+    @Test func aRemovedSignatureIsNotCalledNeverAcknowledged() throws {
+        let t = TempDir("attack-strip")
+        defer { t.cleanup() }
+        try writeLog(t.log, events: 5)
+        let seg = t.log + "/" + segments(t.log).last!
+        writeLines(seg, Array(lines(seg).dropLast()))  // the last checkpoint: acknowledged records now unsigned
+        let log = try openLog(t.log)
+        try log.close()
+        let recovered = try #require(records(t.log).first { eventJSON($0)["type"]?.stringValue == "audit.recovered" })
+        let reason = eventJSON(recovered)["audit.recovered.reason"]?.stringValue ?? ""
+        #expect(reason.contains("either never acknowledged") && reason.contains("their signature was removed"), "\(reason)")
+        #expect(!reason.contains("so never acknowledged"))
+        #expect(log.openReport.contains { $0.contains("its signature was removed") }, "\(log.openReport)")
+    }
+
     @Test func rewritingTheLastRunIsCutNotSigned() throws {
         let t = TempDir("attack-rewrite")
         defer { t.cleanup() }

@@ -16,8 +16,9 @@ import Synchronization
 /// writers while each waits for at most one sync and one signature. Several processes
 /// can share a directory: each batch is written under an exclusive `flock`, after
 /// re-reading the tail if another process moved it. Whatever follows the last valid
-/// signature (a crashed writer's partial batch, or records someone appended without
-/// the key) was never acknowledged: the next writer moves it aside to a `cut-*.log`
+/// signature is not covered by one: a crashed writer's partial batch or records someone
+/// appended without the key (never acknowledged), or signed records whose signature
+/// someone removed. Either way the next writer moves it aside to a `cut-*.log`
 /// file and records the cut in a signed `audit.recovered` record; it never signs
 /// records it did not write. See docs/audit.md for the format and the guarantees.
 public final class AuditLog: EventSink, @unchecked Sendable {
@@ -606,7 +607,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         }
         if let cut {
             let range = cut.firstSeq.map { "records \($0)–\(cut.lastSeq ?? $0) (\(cut.records))" } ?? "no complete record"
-            openReport.append("cut what followed the last signature (seq \(cut.afterSeq)): \(range), \(cut.bytes) bytes, moved to \(cut.file); it was never acknowledged: a writer crashed mid-batch, or someone without the key wrote it")
+            openReport.append("cut what followed the last signature (seq \(cut.afterSeq)): \(range), \(cut.bytes) bytes, moved to \(cut.file); it was not covered by a signature: either never acknowledged (a writer crashed mid-batch, or someone without the key appended it) or its signature was removed (by someone without the key)")
             append(event: internalEvent("audit.recovered", [
                 ("audit.segment", .string(cut.segment)),
                 ("audit.recovered.after_seq", .int(Int64(cut.afterSeq))),
@@ -618,7 +619,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
                 ("audit.recovered.cut_sha256", .string(cut.sha256.description)),
                 ("audit.recovered.cut_file", .string(cut.file)),
                 ("audit.recovered.segments_removed", .array(cut.segmentsRemoved.map { .string($0) })),
-                ("audit.recovered.reason", .string("not covered by a signature, so never acknowledged: a writer crashed mid-batch, or someone without the key appended or rewrote records")),
+                ("audit.recovered.reason", .string("not covered by a signature: either never acknowledged (a writer crashed mid-batch, or someone without the key appended them) or their signature was removed (by someone without the key, e.g. to rewrite them)")),
             ]), into: &out)
         }
     }

@@ -1,5 +1,6 @@
 import AirlockCore
 import Crypto
+import Synchronization
 import Testing
 
 @testable import AirlockAudit
@@ -92,6 +93,25 @@ import Testing
         #expect(reason.contains("either never acknowledged") && reason.contains("their signature was removed"), "\(reason)")
         #expect(!reason.contains("so never acknowledged"))
         #expect(log.openReport.contains { $0.contains("its signature was removed") }, "\(log.openReport)")
+    }
+
+    /// W4: a cut made while the log is open (someone appended between two batches) is
+    /// reported through `onReport`, as `airlock run` prints it, not only cuts found at open.
+    @Test func aCutDuringARunIsReported() throws {
+        let t = TempDir("attack-cut-during-run")
+        defer { t.cleanup() }
+        let reports = Mutex<[String]>([])
+        let log = try openLog(t.log) { o in o.onReport = { line in reports.withLock { $0.append(line) } } }
+        try log.appendAndWait(event(1))
+        #expect(log.openReport.isEmpty && reports.withLock { $0 }.isEmpty)
+        let seg = t.log + "/" + segments(t.log).last!
+        writeFile(seg, readFile(seg) + Array("appended by someone without the key\n".utf8))
+        try log.appendAndWait(event(2))
+        try log.close()
+        let lines = reports.withLock { $0 }
+        #expect(lines.count == 1 && lines[0].contains("cut what followed the last signature"), "\(lines)")
+        #expect(log.openReport.isEmpty)
+        #expect(try verify(t.log).recoveries.count == 1)
     }
 
     @Test func rewritingTheLastRunIsCutNotSigned() throws {

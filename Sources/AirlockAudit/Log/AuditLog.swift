@@ -46,6 +46,10 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         public var onHead: (@Sendable (SignedHead) -> Void)?
         /// Called when an `emit` (which cannot throw) fails.
         public var onError: (@Sendable (AirlockError) -> Void)?
+        /// Called on the writer thread with what a recovery did after `open` returned
+        /// (another process left an unsigned tail, the key changed): the same lines
+        /// `openReport` holds for what was found at open.
+        public var onReport: (@Sendable (String) -> Void)?
         /// The most events written in one batch.
         public var maxBatch = 8192
 
@@ -80,6 +84,8 @@ public final class AuditLog: EventSink, @unchecked Sendable {
 
     /// What the log looked like when it was opened: repairs made, chains started.
     public private(set) var openReport: [String] = []
+    /// Set once `open` has filled `openReport`: later lines go to `options.onReport`.
+    private var opened = false
 
     private struct Pending {
         var event: [UInt8]
@@ -201,6 +207,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
             headToPublish = nil
             options.onHead?(h)
         }
+        opened = true
         var t = pthread_t()
         let box = Unmanaged.passRetained(self)
         let rc = pthread_create(&t, nil, { arg in
@@ -601,13 +608,13 @@ public final class AuditLog: EventSink, @unchecked Sendable {
             let header = try Self.header(fd: tail.fd, path: dir + "/" + tail.segment)
             if header.key != publicKey {
                 // A different key: never continue the old chain with it.
-                openReport.append("the signing key changed (\(header.key.id) → \(publicKey.id)): starting a new chain linked to chain \(header.chain) at seq \(tail.lastSeq)")
+                report("the signing key changed (\(header.key.id) → \(publicKey.id)): starting a new chain linked to chain \(header.chain) at seq \(tail.lastSeq)")
                 try rotate(into: &out, previousChain: (header.chain, header.key))
             }
         }
         if let cut {
             let range = cut.firstSeq.map { "records \($0)–\(cut.lastSeq ?? $0) (\(cut.records))" } ?? "no complete record"
-            openReport.append("cut what followed the last signature (seq \(cut.afterSeq)): \(range), \(cut.bytes) bytes, moved to \(cut.file); it was not covered by a signature: either never acknowledged (a writer crashed mid-batch, or someone without the key appended it) or its signature was removed (by someone without the key)")
+            report("cut what followed the last signature (seq \(cut.afterSeq)): \(range), \(cut.bytes) bytes, moved to \(cut.file); it was not covered by a signature: either never acknowledged (a writer crashed mid-batch, or someone without the key appended it) or its signature was removed (by someone without the key)")
             append(event: internalEvent("audit.recovered", [
                 ("audit.segment", .string(cut.segment)),
                 ("audit.recovered.after_seq", .int(Int64(cut.afterSeq))),
@@ -622,6 +629,12 @@ public final class AuditLog: EventSink, @unchecked Sendable {
                 ("audit.recovered.reason", .string("not covered by a signature: either never acknowledged (a writer crashed mid-batch, or someone without the key appended them) or their signature was removed (by someone without the key, e.g. to rewrite them)")),
             ]), into: &out)
         }
+    }
+
+    /// Records what a recovery did: in `openReport` while opening, through
+    /// `options.onReport` afterwards.
+    private func report(_ line: String) {
+        if opened { options.onReport?(line) } else { openReport.append(line) }
     }
 
     /// What a recovery cut: everything after the last valid signature.

@@ -114,6 +114,28 @@ import Testing
         #expect(try verify(t.log).recoveries.count == 1)
     }
 
+    /// W1: an unsigned record appended while a process holds `writers` shared (a fake
+    /// live writer) must fail verify, not pass as "a writer has it open".
+    @Test func aFakeLiveWriterDoesNotMakeUnsignedRecordsPass() throws {
+        let t = TempDir("attack-fake-writer")
+        defer { t.cleanup() }
+        try writeLog(t.log, events: 5)
+        let last = records(t.log).last!
+        let e = forged("sbx-forged")
+        let r = LogRecord(seq: last.seq + 1, prev: last.hash, hash: LogRecord.chainHash(seq: last.seq + 1, prev: last.hash, event: e), event: e)
+        var line: [UInt8] = []
+        r.write(into: &line)
+        let seg = t.log + "/" + segments(t.log).last!
+        writeFile(seg, readFile(seg) + line)
+        let fd = open(t.log + "/" + LogFiles.writersFile, O_RDONLY | O_CLOEXEC)
+        #expect(fd >= 0 && flock(fd, LOCK_SH) == 0)
+        defer { close(fd) }
+        let report = try verify(t.log)
+        #expect(report.open)  // it looks live…
+        #expect(!report.ok)  // …and still fails
+        #expect(report.problem?.message.contains("not covered by a signature") == true, "\(report.problem.map(\.description) ?? "ok")")
+    }
+
     @Test func rewritingTheLastRunIsCutNotSigned() throws {
         let t = TempDir("attack-rewrite")
         defer { t.cleanup() }

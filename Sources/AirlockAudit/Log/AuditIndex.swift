@@ -41,6 +41,13 @@ public final class AuditIndex {
     public init(logDirectory: String) throws(AirlockError) {
         directory = logDirectory
         let path = logDirectory + "/" + LogFiles.indexFile
+        // SQLite follows symlinks and would block on a FIFO: anything but a regular file
+        // under the index's names is removed first (it is only a cache). This narrows, but
+        // does not close, a race with someone who can write the directory.
+        for name in [path, path + "-wal", path + "-shm", path + "-journal"] {
+            var st = stat()
+            if lstat(name, &st) == 0, st.st_mode & S_IFMT != S_IFREG { unlink(name) }
+        }
         do {
             db = try Self.openDatabase(path)
         } catch {

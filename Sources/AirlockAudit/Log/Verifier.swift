@@ -214,7 +214,7 @@ public struct AuditVerifier {
             report.problem = Problem(
                 segment: last, seq: report.lastSeq,
                 message: "records \(report.lastCheckpointSeq + 1)–\(report.lastSeq) are not covered by a signature (every acknowledged batch ends with one): "
-                    + "either a writer crashed just now or someone appended records. Do not trust them; compare the log with a head kept off this host "
+                    + "either a writer crashed just now, or someone appended records or removed the signature that covered them. Do not trust them; compare the log with a head kept off this host "
                     + "(`airlock audit verify --anchor WITNESS-FILE`). The next writer moves them to a cut-*.log file and records the cut; it never signs them")
         }
         return report

@@ -75,7 +75,7 @@ struct AuditCommand: ParsableCommand {
             var v = AuditVerifier(directory: dir)
             for k in key {
                 var text = k
-                if !k.hasPrefix("ed25519:"), let bytes = LogFiles.read(k, upTo: 4096) { text = String(decoding: bytes, as: UTF8.self) }
+                if !k.hasPrefix("ed25519:"), let bytes = try? LogFiles.readRegular(k, upTo: 4096, followSymlinks: true) { text = String(decoding: bytes, as: UTF8.self) }
                 guard let pk = AuditPublicKey(text) else {
                     throw fail(AirlockError(.usage, "--key \(k): expected ed25519:<64 hex digits> or a file holding it (see `airlock audit key`)"))
                 }
@@ -87,7 +87,7 @@ struct AuditCommand: ParsableCommand {
                     v.anchors.append((seq, h))
                     continue
                 }
-                guard let bytes = LogFiles.read(AuditCommand.absolute(a), upTo: 256 << 20) else {
+                guard let bytes = try? LogFiles.readRegular(AuditCommand.absolute(a), upTo: 256 << 20, followSymlinks: true) else {
                     throw fail(AirlockError(.usage, "--anchor \(a): expected SEQ:HASH (e.g. 1042:<64 lowercase hex digits>) or a readable witness file of JSON heads"))
                 }
                 var n = 0
@@ -110,7 +110,7 @@ struct AuditCommand: ParsableCommand {
             print("ok: \(r.records) records (seq \(r.firstSeq)–\(r.lastSeq)) in \(r.segments) segment(s), \(r.checkpoints) signed checkpoint(s)")
             for c in r.chains { print("chain \(c.id) from seq \(c.firstSeq), key \(c.key.id) (\(c.key))") }
             print("sealed: a signature covers every record" + (r.open ? " (a writer has the log open)" : ""))
-            print("recoveries: \(r.recoveries.count)" + (r.recoveries.isEmpty ? "" : " (records no signature covered, cut by the next writer: a crash, or records written without the key)"))
+            print("recoveries: \(r.recoveries.count)" + (r.recoveries.isEmpty ? "" : " (records no signature covered, cut by the next writer: either never acknowledged (a writer crashed mid-batch, or someone without the key appended them) or their signature was removed)"))
             for rec in r.recoveries { print("  recovered: \(rec)") }
             print("retentions: \(r.retentions.count)")
             for ret in r.retentions { print("  retention: \(ret)") }
@@ -215,15 +215,39 @@ struct AuditCommand: ParsableCommand {
 
     struct Key: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print the log's public key (ed25519:<hex>), for `audit verify --key` elsewhere.")
+            abstract: "Print the log's public key (ed25519:<hex>), for `audit verify --key` elsewhere.",
+            discussion: """
+                Derived from the signing key (audit.key) when it is readable, i.e. when run as the log's writer: \
+                anyone who can write the directory can replace audit.pub. Otherwise audit.pub is printed, with a warning.
+                """)
 
         @Argument(help: "The log directory.") var dir: String?
 
         func run() throws {
             let dir = try AuditCommand.directory(dir)
-            guard let bytes = LogFiles.read(dir + "/" + LogFiles.publicKeyFile, upTo: 4096),
-                let key = AuditPublicKey(String(decoding: bytes, as: UTF8.self))
-            else { throw fail(AirlockError(.usage, "\(dir) has no readable \(LogFiles.publicKeyFile): has anything been logged there yet?")) }
+            let pubPath = dir + "/" + LogFiles.publicKeyFile
+            let keyPath = dir + "/" + LogFiles.keyFile
+            let published = (try? LogFiles.readRegular(pubPath, upTo: 4096)).flatMap { AuditPublicKey(String(decoding: $0, as: UTF8.self)) }
+            if access(keyPath, R_OK) == 0 {
+                // The writer's own key: what signs the log, whatever audit.pub says.
+                let signing: AuditSigningKey?
+                do { signing = try AuditSigningKey.load(at: keyPath) } catch { throw fail(error) }
+                if let key = signing?.publicKey {
+                    if published != key {
+                        printError(
+                            "airlock: warning: \(pubPath) holds \(published.map(\.description) ?? "no valid key"), not the public half of \(keyPath): "
+                                + "someone who can write the directory replaced it (or it was never written). Printed: the key derived from \(keyPath)")
+                    }
+                    print(key)
+                    return
+                }
+            }
+            guard let key = published else {
+                throw fail(AirlockError(.usage, "\(dir) has no readable \(LogFiles.publicKeyFile) (and \(keyPath) is not readable here): has anything been logged there yet? Run this as the log's writer (e.g. root) to derive the key from \(keyPath)"))
+            }
+            printError(
+                "airlock: warning: \(keyPath) is not readable here, so this is \(pubPath) as found: it is only as trustworthy as the directory "
+                    + "(anyone who can write it can replace it). Run `airlock audit key` as the log's writer to derive the key from the signing key")
             print(key)
         }
     }

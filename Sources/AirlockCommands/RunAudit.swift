@@ -63,6 +63,9 @@ final class RunAudit {
                 failures.add()
                 printError("airlock: error: the audit log could not record an event: \(error)")
             }
+            // A recovery while the run goes on (another process left an unsigned tail) is
+            // reported like one found at open.
+            o.onReport = { printError("airlock: audit: \($0)") }
             let opened: AuditLog
             do { opened = try AuditLog.open(o) } catch {
                 throw AirlockError(

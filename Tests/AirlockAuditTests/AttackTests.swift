@@ -1,5 +1,6 @@
 import AirlockCore
 import Crypto
+import Synchronization
 import Testing
 
 @testable import AirlockAudit
@@ -75,6 +76,64 @@ import Testing
             if name.hasPrefix("cut-") { out.append(name) }
         }
         return out.sorted()
+    }
+
+    /// B2: records whose signature an attacker removed were acknowledged: the recovery
+    /// record must not claim they never were.
+    @Test func aRemovedSignatureIsNotCalledNeverAcknowledged() throws {
+        let t = TempDir("attack-strip")
+        defer { t.cleanup() }
+        try writeLog(t.log, events: 5)
+        let seg = t.log + "/" + segments(t.log).last!
+        writeLines(seg, Array(lines(seg).dropLast()))  // the last checkpoint: acknowledged records now unsigned
+        let log = try openLog(t.log)
+        try log.close()
+        let recovered = try #require(records(t.log).first { eventJSON($0)["type"]?.stringValue == "audit.recovered" })
+        let reason = eventJSON(recovered)["audit.recovered.reason"]?.stringValue ?? ""
+        #expect(reason.contains("either never acknowledged") && reason.contains("their signature was removed"), "\(reason)")
+        #expect(!reason.contains("so never acknowledged"))
+        #expect(log.openReport.contains { $0.contains("its signature was removed") }, "\(log.openReport)")
+    }
+
+    /// W4: a cut made while the log is open (someone appended between two batches) is
+    /// reported through `onReport`, as `airlock run` prints it, not only cuts found at open.
+    @Test func aCutDuringARunIsReported() throws {
+        let t = TempDir("attack-cut-during-run")
+        defer { t.cleanup() }
+        let reports = Mutex<[String]>([])
+        let log = try openLog(t.log) { o in o.onReport = { line in reports.withLock { $0.append(line) } } }
+        try log.appendAndWait(event(1))
+        #expect(log.openReport.isEmpty && reports.withLock { $0 }.isEmpty)
+        let seg = t.log + "/" + segments(t.log).last!
+        writeFile(seg, readFile(seg) + Array("appended by someone without the key\n".utf8))
+        try log.appendAndWait(event(2))
+        try log.close()
+        let lines = reports.withLock { $0 }
+        #expect(lines.count == 1 && lines[0].contains("cut what followed the last signature"), "\(lines)")
+        #expect(log.openReport.isEmpty)
+        #expect(try verify(t.log).recoveries.count == 1)
+    }
+
+    /// W1: an unsigned record appended while a process holds `writers` shared (a fake
+    /// live writer) must fail verify, not pass as "a writer has it open".
+    @Test func aFakeLiveWriterDoesNotMakeUnsignedRecordsPass() throws {
+        let t = TempDir("attack-fake-writer")
+        defer { t.cleanup() }
+        try writeLog(t.log, events: 5)
+        let last = records(t.log).last!
+        let e = forged("sbx-forged")
+        let r = LogRecord(seq: last.seq + 1, prev: last.hash, hash: LogRecord.chainHash(seq: last.seq + 1, prev: last.hash, event: e), event: e)
+        var line: [UInt8] = []
+        r.write(into: &line)
+        let seg = t.log + "/" + segments(t.log).last!
+        writeFile(seg, readFile(seg) + line)
+        let fd = open(t.log + "/" + LogFiles.writersFile, O_RDONLY | O_CLOEXEC)
+        #expect(fd >= 0 && flock(fd, LOCK_SH) == 0)
+        defer { close(fd) }
+        let report = try verify(t.log)
+        #expect(report.open)  // it looks live…
+        #expect(!report.ok)  // …and still fails
+        #expect(report.problem?.message.contains("not covered by a signature") == true, "\(report.problem.map(\.description) ?? "ok")")
     }
 
     @Test func rewritingTheLastRunIsCutNotSigned() throws {

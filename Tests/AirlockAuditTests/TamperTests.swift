@@ -93,7 +93,7 @@ import Testing
         writeLines(last, ls)
         let p = try problem(t.log)
         #expect(p.message.contains("not covered by a signature"))
-        #expect(p.message.contains("either a writer crashed just now or someone appended records"))
+        #expect(p.message.contains("either a writer crashed just now, or someone appended records or removed the signature that covered them"))
         #expect(p.message.contains("--anchor"))
     }
 

@@ -48,8 +48,9 @@ public final class AuditIndex {
     public init(logDirectory: String) throws(AirlockError) {
         directory = logDirectory
         let path = logDirectory + "/" + LogFiles.indexFile
-        // A symlink (or FIFO, …) planted as the index or one of SQLite's side files is
-        // removed, never followed: SQLite opens by name.
+        // SQLite follows symlinks and would block on a FIFO: anything but a regular file
+        // under the index's names is removed first (it is only a cache). This narrows, but
+        // does not close, a race with someone who can write the directory.
         for name in [path, path + "-wal", path + "-shm", path + "-journal"] {
             var st = stat()
             if lstat(name, &st) == 0, st.st_mode & S_IFMT != S_IFREG { unlink(name) }
@@ -220,11 +221,8 @@ public final class AuditIndex {
     }
 
     static func readLine(_ path: String, offset: Int, length: Int) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-        guard fd >= 0 else { return nil }
+        guard let fd = try? LogFiles.openRegular(path, O_RDONLY) else { return nil }
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return nil }
         var buf = [UInt8](repeating: 0, count: length)
         let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, length, off_t(offset)) }
         return n == length ? buf : nil

@@ -16,8 +16,9 @@ import Synchronization
 /// writers while each waits for at most one sync and one signature. Several processes
 /// can share a directory: each batch is written under an exclusive `flock`, after
 /// re-reading the tail if another process moved it. Whatever follows the last valid
-/// signature (a crashed writer's partial batch, or records someone appended without
-/// the key) was never acknowledged: the next writer moves it aside to a `cut-*.log`
+/// signature is not covered by one: a crashed writer's partial batch or records someone
+/// appended without the key (never acknowledged), or signed records whose signature
+/// someone removed. Either way the next writer moves it aside to a `cut-*.log`
 /// file and records the cut in a signed `audit.recovered` record; it never signs
 /// records it did not write. See docs/audit.md for the format and the guarantees.
 public final class AuditLog: EventSink, @unchecked Sendable {
@@ -45,6 +46,10 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         public var onHead: (@Sendable (SignedHead) -> Void)?
         /// Called when an `emit` (which cannot throw) fails.
         public var onError: (@Sendable (AirlockError) -> Void)?
+        /// Called on the writer thread with what a recovery did after `open` returned
+        /// (another process left an unsigned tail, the key changed): the same lines
+        /// `openReport` holds for what was found at open.
+        public var onReport: (@Sendable (String) -> Void)?
         /// The most events written in one batch.
         public var maxBatch = 8192
 
@@ -79,6 +84,8 @@ public final class AuditLog: EventSink, @unchecked Sendable {
 
     /// What the log looked like when it was opened: repairs made, chains started.
     public private(set) var openReport: [String] = []
+    /// Set once `open` has filled `openReport`: later lines go to `options.onReport`.
+    private var opened = false
 
     private struct Pending {
         var event: [UInt8]
@@ -150,12 +157,11 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         let dir = options.directory
         try LogFiles.makeDirectory(dir)
         let key = try AuditSigningKey.loadOrCreate(at: dir + "/" + LogFiles.keyFile)
-        let lockFD = Glibc.open(dir + "/" + LogFiles.lockFile, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard lockFD >= 0 else { throw systemError("open", errno, "cannot open the audit log's lock file in \(dir)") }
-        let writersFD = Glibc.open(dir + "/" + LogFiles.writersFile, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard writersFD >= 0 else {
+        let lockFD = try LogFiles.openRegular(dir + "/" + LogFiles.lockFile, O_RDWR | O_CREAT)
+        let writersFD: Int32
+        do { writersFD = try LogFiles.openRegular(dir + "/" + LogFiles.writersFile, O_RDWR | O_CREAT) } catch {
             Glibc.close(lockFD)
-            throw systemError("open", errno, "cannot open the audit log's writers file in \(dir)")
+            throw error
         }
         let log = AuditLog(options: options, key: key, lockFD: lockFD, writersFD: writersFD)
         try log.start()
@@ -201,6 +207,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
             headToPublish = nil
             options.onHead?(h)
         }
+        opened = true
         var t = pthread_t()
         let box = Unmanaged.passRetained(self)
         let rc = pthread_create(&t, nil, { arg in
@@ -218,13 +225,24 @@ public final class AuditLog: EventSink, @unchecked Sendable {
     private func publishPublicKey() throws(AirlockError) {
         let path = dir + "/" + LogFiles.publicKeyFile
         let text = Array((publicKey.description + "\n").utf8)
-        if let existing = LogFiles.read(path), existing == text { return }
-        let tmp = path + ".tmp"
-        let fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw systemError("open", errno, "cannot write \(path)") }
+        // (A symlink, FIFO or device there reads as nil, and the rename below replaces it.)
+        if let existing = LogFiles.read(path, upTo: 4096), existing == text { return }
+        // A fresh name each time (created exclusively, never through a symlink): two
+        // writers starting at once do not share a temporary file, and nobody can point it
+        // elsewhere.
+        var fd: Int32 = -1
+        var tmp = ""
+        for _ in 0..<16 where fd < 0 {
+            tmp = path + "." + Self.randomID() + ".tmp"
+            fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o644)
+            if fd < 0 && errno != EEXIST { break }
+        }
+        guard fd >= 0 else { throw systemError("open", errno, "cannot create a temporary file to write \(path)") }
         defer { Glibc.close(fd) }
-        guard POSIXIO.writeAll(fd, text) == 0, fsync(fd) == 0, rename(tmp, path) == 0 else {
-            throw systemError("write", errno, "cannot write \(path)")
+        guard fchmod(fd, 0o644) == 0, POSIXIO.writeAll(fd, text) == 0, fsync(fd) == 0, rename(tmp, path) == 0 else {
+            let e = errno
+            unlink(tmp)
+            throw systemError("write", e, "cannot write \(path)")
         }
     }
 
@@ -504,8 +522,7 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         let previous = tail.segment
         let name = LogFiles.segmentName(firstSeq: tail.lastSeq + 1)
         let path = dir + "/" + name
-        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw systemError("open", errno, "cannot create the audit log segment \(path)") }
+        let fd = try LogFiles.openRegular(path, O_RDWR | O_CREAT | O_EXCL | O_APPEND)
         if tail.fd >= 0 { Glibc.close(tail.fd) }
         tail.fd = fd
         tail.segment = name
@@ -538,14 +555,14 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         var doomed: [String] = []
         for (i, name) in segments.enumerated() where i < segments.count - 1 {
             var st = stat()
-            guard stat(dir + "/" + name, &st) == 0 else { break }
+            guard lstat(dir + "/" + name, &st) == 0 else { break }
             let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
             guard mtime < cutoff else { break }
             doomed.append(name)
         }
         guard !doomed.isEmpty else { return }
         let keep = segments[doomed.count]
-        guard let first = LogFiles.read(dir + "/" + keep).flatMap({ SegmentLines(bytes: $0).first(where: { _ in true }) }),
+        guard let first = LogFiles.read(dir + "/" + keep, upTo: 64 << 10).flatMap({ SegmentLines(bytes: $0).first(where: { _ in true }) }),
             case .success(let record) = LogRecord.parse(first.line)
         else { throw AirlockError(.system, "retention: cannot read the first record of \(dir)/\(keep)") }
         append(event: internalEvent("audit.retention", [
@@ -588,16 +605,16 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         if tail.fd < 0 {
             try rotate(into: &out, previousChain: nil)
         } else {
-            let header = try Self.header(of: dir + "/" + tail.segment)
+            let header = try Self.header(fd: tail.fd, path: dir + "/" + tail.segment)
             if header.key != publicKey {
                 // A different key: never continue the old chain with it.
-                openReport.append("the signing key changed (\(header.key.id) → \(publicKey.id)): starting a new chain linked to chain \(header.chain) at seq \(tail.lastSeq)")
+                report("the signing key changed (\(header.key.id) → \(publicKey.id)): starting a new chain linked to chain \(header.chain) at seq \(tail.lastSeq)")
                 try rotate(into: &out, previousChain: (header.chain, header.key))
             }
         }
         if let cut {
             let range = cut.firstSeq.map { "records \($0)–\(cut.lastSeq ?? $0) (\(cut.records))" } ?? "no complete record"
-            openReport.append("cut what followed the last signature (seq \(cut.afterSeq)): \(range), \(cut.bytes) bytes, moved to \(cut.file); it was never acknowledged: a writer crashed mid-batch, or someone without the key wrote it")
+            report("cut what followed the last signature (seq \(cut.afterSeq)): \(range), \(cut.bytes) bytes, moved to \(cut.file); it was not covered by a signature: either never acknowledged (a writer crashed mid-batch, or someone without the key appended it) or its signature was removed (by someone without the key)")
             append(event: internalEvent("audit.recovered", [
                 ("audit.segment", .string(cut.segment)),
                 ("audit.recovered.after_seq", .int(Int64(cut.afterSeq))),
@@ -609,9 +626,15 @@ public final class AuditLog: EventSink, @unchecked Sendable {
                 ("audit.recovered.cut_sha256", .string(cut.sha256.description)),
                 ("audit.recovered.cut_file", .string(cut.file)),
                 ("audit.recovered.segments_removed", .array(cut.segmentsRemoved.map { .string($0) })),
-                ("audit.recovered.reason", .string("not covered by a signature, so never acknowledged: a writer crashed mid-batch, or someone without the key appended or rewrote records")),
+                ("audit.recovered.reason", .string("not covered by a signature: either never acknowledged (a writer crashed mid-batch, or someone without the key appended them) or their signature was removed (by someone without the key, e.g. to rewrite them)")),
             ]), into: &out)
         }
+    }
+
+    /// Records what a recovery did: in `openReport` while opening, through
+    /// `options.onReport` afterwards.
+    private func report(_ line: String) {
+        if opened { options.onReport?(line) } else { openReport.append(line) }
     }
 
     /// What a recovery cut: everything after the last valid signature.
@@ -641,50 +664,59 @@ public final class AuditLog: EventSink, @unchecked Sendable {
     /// (records, a torn line, whole segments) is moved to a `cut-*.log` file and
     /// described in the returned `Cut`. With no valid signature anywhere, everything is
     /// cut and `tail` is left empty (no segment).
+    ///
+    /// Each segment is opened once (`LogFiles.openRegular`: no symlink, no FIFO) and
+    /// everything after that (reading, truncating, appending) uses that descriptor: a
+    /// name swapped for a symlink in between is never followed.
     private func loadTail(segments: [String]) throws(AirlockError) -> Cut? {
         if tail.fd >= 0 { Glibc.close(tail.fd) }
         tail = Tail()
         guard !segments.isEmpty else { return nil }
         var index = segments.count - 1
         var found: SignedEnd?
-        var sizes: [Int] = []
+        var foundHeader: Header?
+        // The open segments[index...] and their sizes, oldest first.
+        var files: [(fd: Int32, size: Int)] = []
+        defer { for o in files { Glibc.close(o.fd) } }
         while index >= 0 {
             let path = dir + "/" + segments[index]
+            let fd = try LogFiles.openRegular(path, O_RDWR | O_APPEND)
             var st = stat()
-            guard lstat(path, &st) == 0 else { throw systemError("lstat", errno, "cannot inspect the audit log segment \(path)") }
-            guard st.st_mode & S_IFMT == S_IFREG else {
-                throw AirlockError(.usage, "the audit log segment \(path) is not a regular file (a symlink or a device?); nothing was written. Run `airlock audit verify \(dir)` and move it away")
+            guard fstat(fd, &st) == 0 else {
+                let e = errno
+                Glibc.close(fd)
+                throw systemError("fstat", e, "cannot inspect the audit log segment \(path)")
             }
             let size = Int(st.st_size)
-            sizes.insert(size, at: 0)
-            if let header = try? Self.header(of: path) {
+            files.insert((fd, size), at: 0)
+            if let header = try? Self.header(fd: fd, path: path) {
                 // Usually the last line is the signature: read only the end of the file first.
                 let window = 64 << 10
-                if size > window, let bytes = LogFiles.read(path, from: size - window).map({ Array($0.prefix(window)) }) {
+                if size > window, let bytes = LogFiles.read(fd: fd, from: size - window, upTo: window).map({ Array($0.prefix(window)) }) {
                     found = Self.lastValidCheckpoint(bytes, base: size - window, partialFirst: true, header: header)
                 }
                 if found == nil {
-                    guard let bytes = LogFiles.read(path, upTo: size).map({ Array($0.prefix(size)) }) else {
+                    guard let bytes = LogFiles.read(fd: fd, from: 0, upTo: size).map({ Array($0.prefix(size)) }) else {
                         throw systemError("read", errno, "cannot read the audit log segment \(path)")
                     }
                     found = Self.lastValidCheckpoint(bytes, base: 0, partialFirst: false, header: header)
                 }
+                if found != nil { foundHeader = header }
             }
             if found != nil { break }
             index -= 1
         }
-        // `sizes` holds the sizes of segments[max(index, 0)...].
+        // `files` holds segments[max(index, 0)...].
         let end = found?.end ?? 0
         var cut: Cut?
-        if index < 0 || end < sizes[0] || index < segments.count - 1 {
-            cut = try moveAside(segments: segments, from: index < 0 ? 0 : index, offset: end, found: found)
+        if index < 0 || end < files[0].size || index < segments.count - 1 {
+            cut = try moveAside(segments: segments, from: index < 0 ? 0 : index, files: files, offset: end, found: found)
         }
-        guard let found, index >= 0 else { return cut }
+        guard let found, let header = foundHeader, index >= 0 else { return cut }
         let name = segments[index]
-        let path = dir + "/" + name
-        let fd = Glibc.open(path, O_RDWR | O_APPEND | O_CLOEXEC)
-        guard fd >= 0 else { throw systemError("open", errno, "cannot open the audit log segment \(path)") }
-        let header = try Self.header(of: path)
+        let fd = files[0].fd
+        try Self.checkStillNamed(fd: fd, path: dir + "/" + name)
+        files.removeFirst()  // kept as the tail's
         tail.fd = fd
         tail.segment = name
         tail.size = found.end
@@ -699,17 +731,32 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         return cut
     }
 
+    /// Fails unless `path` still names the file open as `fd` (not, say, a symlink renamed
+    /// over it since it was opened): the writer must not append to a file no longer in the log.
+    static func checkStillNamed(fd: Int32, path: String) throws(AirlockError) {
+        var a = stat()
+        var b = stat()
+        guard fstat(fd, &a) == 0, lstat(path, &b) == 0, a.st_dev == b.st_dev, a.st_ino == b.st_ino else {
+            throw AirlockError(
+                .usage,
+                "the audit log segment \(path) was replaced while it was being recovered (by a symlink or another file); nothing more was written to it. Someone who can write the directory did this: run `airlock audit verify` on it")
+        }
+    }
+
     /// Copies everything from `offset` in `segments[from]` to the end of the log into a
-    /// new `cut-<first>-<last>.log` (0600, never read as log), durably, then truncates
-    /// that segment there and removes the later ones.
-    private func moveAside(segments: [String], from: Int, offset: Int, found: SignedEnd?) throws(AirlockError) -> Cut {
+    /// new `cut-<first>-<last>-<random>.log` (0600, never read as log), durably, then
+    /// truncates that segment there and removes the later ones. `files` are the open
+    /// segments `segments[from...]` with their sizes.
+    private func moveAside(segments: [String], from: Int, files: [(fd: Int32, size: Int)], offset: Int, found: SignedEnd?)
+        throws(AirlockError) -> Cut
+    {
         var bytes: [UInt8] = []
-        for (i, name) in segments.enumerated() where i >= from {
-            let path = dir + "/" + name
-            guard let b = i == from ? LogFiles.read(path, from: offset) : LogFiles.read(path) else {
-                throw systemError("read", errno, "cannot read the audit log segment \(path)")
+        for (i, file) in files.enumerated() {
+            let start = i == 0 ? offset : 0
+            guard let b = LogFiles.read(fd: file.fd, from: start, upTo: max(0, file.size - start)) else {
+                throw systemError("read", errno, "cannot read the audit log segment \(dir)/\(segments[from + i])")
             }
-            bytes += b
+            bytes += b.prefix(max(0, file.size - start))
         }
         var cut = Cut(
             segment: segments[from], afterSeq: found?.record.seq ?? 0, afterHash: found?.record.hash ?? .zero,
@@ -722,11 +769,13 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         }
         let first = cut.firstSeq ?? cut.afterSeq + 1
         let last = cut.lastSeq ?? first
+        // A random suffix, created exclusively: names someone created in advance cannot
+        // exhaust it (a clash just draws again).
         var fd: Int32 = -1
-        for n in 1...1000 {
-            cut.file = "cut-\(first)-\(last)" + (n == 1 ? "" : "-\(n)") + ".log"
-            fd = Glibc.open(dir + "/" + cut.file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-            if fd >= 0 || errno != EEXIST { break }
+        for _ in 0..<64 where fd < 0 {
+            cut.file = "cut-\(first)-\(last)-\(Self.randomID()).log"
+            fd = Glibc.open(dir + "/" + cut.file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o600)
+            if fd < 0 && errno != EEXIST { break }
         }
         guard fd >= 0 else { throw systemError("open", errno, "cannot create \(dir)/\(cut.file) to move an unsigned tail aside") }
         defer { Glibc.close(fd) }
@@ -738,14 +787,12 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         for (i, name) in segments.enumerated().reversed() where i >= from {
             let path = dir + "/" + name
             if i == from && found != nil {
-                let sfd = Glibc.open(path, O_WRONLY | O_CLOEXEC)
-                guard sfd >= 0, ftruncate(sfd, off_t(offset)) == 0, fdatasync(sfd) == 0 else {
-                    let e = errno
-                    if sfd >= 0 { Glibc.close(sfd) }
-                    throw systemError("ftruncate", e, "cannot cut the unsigned tail of \(path)")
+                let sfd = files[0].fd
+                guard ftruncate(sfd, off_t(offset)) == 0, fdatasync(sfd) == 0 else {
+                    throw systemError("ftruncate", errno, "cannot cut the unsigned tail of \(path)")
                 }
-                Glibc.close(sfd)
             } else {
+                // unlink never follows a symlink: at worst it removes one someone put here.
                 guard unlink(path) == 0 else { throw systemError("unlink", errno, "cannot remove the unsigned segment \(path)") }
                 cut.segmentsRemoved.insert(name, at: 0)
             }
@@ -787,11 +834,8 @@ public final class AuditLog: EventSink, @unchecked Sendable {
         var time: Int64
     }
 
-    /// The chain and key a segment's first record declares.
-    static func header(of path: String) throws(AirlockError) -> Header {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw systemError("open", errno, "cannot open \(path)") }
-        defer { Glibc.close(fd) }
+    /// The chain and key a segment's first record declares (read from the open `fd`).
+    static func header(fd: Int32, path: String) throws(AirlockError) -> Header {
         var buf = [UInt8](repeating: 0, count: 4096)
         let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
         guard n > 0, let nl = buf[0..<n].firstIndex(of: 0x0A), case .success(let r) = LogRecord.parse(buf[0..<nl]),

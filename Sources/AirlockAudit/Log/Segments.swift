@@ -11,7 +11,7 @@ import AirlockCore
 ///   `airlock` processes) can share one log;
 /// - `writers`: held shared by every open writer, so `audit verify` can say whether
 ///   one has the log open;
-/// - `cut-<first>-<last>.log`: what a recovery cut after the last valid signature,
+/// - `cut-<first>-<last>-<random>.log`: what a recovery cut after the last valid signature,
 ///   kept as evidence and never read as log;
 /// - `index.sqlite`: the query index, a cache rebuilt from the segments.
 public enum LogFiles {
@@ -46,21 +46,82 @@ public enum LogFiles {
         return names.sorted { $0.0 < $1.0 }.map(\.1)
     }
 
-    /// Reads a whole file (at most `limit` + 1 bytes); nil with errno set on failure.
+    /// Opens a file of a log directory without following a symlink (`O_NOFOLLOW`) and
+    /// without blocking on a FIFO (`O_NONBLOCK`), and fails unless what it opened is a
+    /// regular file. Anyone who can write the directory can plant a symlink, FIFO or device
+    /// under any name, so every open there goes through this; all reading, truncating and
+    /// appending is then done on the descriptor, never by re-opening the name.
+    public static func openRegular(_ path: String, _ flags: Int32, mode: mode_t = 0o600, followSymlinks: Bool = false)
+        throws(AirlockError) -> Int32
+    {
+        let fd = open(path, flags | (followSymlinks ? 0 : O_NOFOLLOW) | O_NONBLOCK | O_CLOEXEC, mode)
+        guard fd >= 0 else {
+            let e = errno
+            if e == ELOOP && !followSymlinks {
+                throw AirlockError(
+                    .usage,
+                    "\(path) is a symlink; the files of an audit log must be regular files, so it was not followed. Someone who can write the directory put it there: move it away, then run `airlock audit verify` on the directory")
+            }
+            if e == ENXIO {
+                throw AirlockError(.usage, "\(path) is not a regular file (a FIFO or socket?); move it away, then run `airlock audit verify` on the directory")
+            }
+            throw systemError("open", e, "cannot open \(path)")
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let e = errno
+            close(fd)
+            throw systemError("fstat", e, "cannot inspect \(path)")
+        }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            throw AirlockError(
+                .usage,
+                "\(path) is not a regular file (a FIFO, device or directory?); it was not read or written. Move it away, then run `airlock audit verify` on the directory")
+        }
+        return fd
+    }
+
+    /// Reads a whole regular file (at most `limit` + 1 bytes) opened with `openRegular`.
+    public static func readRegular(_ path: String, upTo limit: Int = Int.max - 1, followSymlinks: Bool = false) throws(AirlockError) -> [UInt8] {
+        let fd = try openRegular(path, O_RDONLY, followSymlinks: followSymlinks)
+        defer { close(fd) }
+        guard let bytes = POSIXIO.readAll(fd, upTo: limit) else { throw systemError("read", errno, "cannot read \(path)") }
+        return bytes
+    }
+
+    /// Reads a whole regular file (at most `limit` + 1 bytes); nil with errno set on
+    /// failure (`ELOOP` for a symlink, `EINVAL` for anything but a regular file).
     public static func read(_ path: String, upTo limit: Int = Int.max - 1) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
+        guard let fd = openRegularOrErrno(path) else { return nil }
         defer { close(fd) }
         return POSIXIO.readAll(fd, upTo: limit)
     }
 
-    /// Reads a file from byte `offset` to its end; nil with errno set on failure.
+    /// Reads a regular file from byte `offset` to its end; nil with errno set on failure.
     static func read(_ path: String, from offset: Int) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
+        guard let fd = openRegularOrErrno(path) else { return nil }
         defer { close(fd) }
+        return read(fd: fd, from: offset)
+    }
+
+    /// Reads an open file from byte `offset` to its end (at most `limit` + 1 bytes);
+    /// nil with errno set on failure.
+    static func read(fd: Int32, from offset: Int, upTo limit: Int = Int.max - 1) -> [UInt8]? {
         guard lseek(fd, off_t(offset), SEEK_SET) >= 0 else { return nil }
-        return POSIXIO.readAll(fd, upTo: Int.max - 1)
+        return POSIXIO.readAll(fd, upTo: limit)
+    }
+
+    private static func openRegularOrErrno(_ path: String) -> Int32? {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            errno = EINVAL
+            return nil
+        }
+        return fd
     }
 
     /// Creates `dir` (and parents) owner-only if missing.

@@ -21,10 +21,17 @@ public struct AuditSigningKey: Sendable {
 
     /// Loads `path`, or creates it (exclusively) when absent.
     static func loadOrCreate(at path: String) throws(AirlockError) -> AuditSigningKey {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        if let key = try load(at: path) { return key }
+        return try create(at: path)
+    }
+
+    /// Loads `path` (refused unless it is a regular 0600 file of this user's); nil when
+    /// there is none.
+    public static func load(at path: String) throws(AirlockError) -> AuditSigningKey? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)  // no symlink; no hang on a FIFO
         if fd < 0 {
             guard errno == ENOENT else { throw systemError("open", errno, "cannot read the audit signing key \(path)") }
-            return try create(at: path)
+            return nil
         }
         defer { close(fd) }
         var st = stat()
@@ -43,18 +50,31 @@ public struct AuditSigningKey: Sendable {
         return AuditSigningKey(privateKey: key)
     }
 
+    /// Writes a new key under a fresh temporary name, then links it into place, so no
+    /// other writer starting at the same moment can read it half-written; if one linked
+    /// its key first, that key is used.
     private static func create(at path: String) throws(AirlockError) -> AuditSigningKey {
         let key = Curve25519.Signing.PrivateKey()
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        if fd < 0 {
-            // Another writer created it first: use theirs.
-            if errno == EEXIST { return try loadOrCreate(at: path) }
-            throw systemError("open", errno, "cannot create the audit signing key \(path)")
+        var fd: Int32 = -1
+        var tmp = ""
+        for _ in 0..<16 where fd < 0 {
+            var g = SystemRandomNumberGenerator()
+            tmp = path + "." + String(g.next() as UInt64, radix: 16) + ".tmp"
+            fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
+            if fd < 0 && errno != EEXIST { break }
         }
-        defer { close(fd) }
+        guard fd >= 0 else { throw systemError("open", errno, "cannot create the audit signing key \(path)") }
+        defer {
+            close(fd)
+            unlink(tmp)
+        }
         guard POSIXIO.writeAll(fd, Array(key.rawRepresentation)) == 0, fsync(fd) == 0 else {
-            unlink(path)
             throw systemError("write", errno, "cannot write the audit signing key \(path)")
+        }
+        // link(2) never replaces: exactly one key ends up as `path`.
+        guard link(tmp, path) == 0 else {
+            if errno == EEXIST { return try loadOrCreate(at: path) }
+            throw systemError("link", errno, "cannot create the audit signing key \(path)")
         }
         return AuditSigningKey(privateKey: key)
     }

@@ -110,7 +110,12 @@ public struct AuditVerifier {
     /// The segments and their sizes, taken under a shared lock so that no batch is
     /// half-written in what is read.
     func snapshot() throws(AirlockError) -> [(String, Int)] {
-        let fd = open(directory + "/" + LogFiles.lockFile, O_RDONLY | O_CLOEXEC)
+        // Opened like every file of the directory (no symlink, no FIFO: `verify` must not
+        // hang or lock something elsewhere). A log without one has had no writer yet.
+        let lockPath = directory + "/" + LogFiles.lockFile
+        var fd: Int32 = -1
+        var st = stat()
+        if lstat(lockPath, &st) == 0 { fd = try LogFiles.openRegular(lockPath, O_RDONLY) }
         if fd >= 0 {
             while flock(fd, LOCK_SH) != 0 && errno == EINTR {}
         }
@@ -122,8 +127,7 @@ public struct AuditVerifier {
         }
         var out: [(String, Int)] = []
         for name in try LogFiles.segments(in: directory) {
-            var st = stat()
-            guard stat(directory + "/" + name, &st) == 0 else { throw systemError("stat", errno, "cannot inspect \(directory)/\(name)") }
+            guard lstat(directory + "/" + name, &st) == 0 else { throw systemError("lstat", errno, "cannot inspect \(directory)/\(name)") }
             out.append((name, Int(st.st_size)))
         }
         return out
@@ -140,8 +144,9 @@ public struct AuditVerifier {
         }
         var state = State()
         for (name, size) in snapshot {
-            guard var bytes = LogFiles.read(directory + "/" + name, upTo: size) else {
-                report.problem = Problem(segment: name, message: "cannot be read (\(errnoDescription(errno))); if a writer removed it by retention just now, verify again")
+            var bytes: [UInt8]
+            do { bytes = try LogFiles.readRegular(directory + "/" + name, upTo: size) } catch {
+                report.problem = Problem(segment: name, message: "cannot be read: \(error.message); if a writer removed it by retention just now, verify again")
                 return report
             }
             if bytes.count > size { bytes.removeLast(bytes.count - size) }
@@ -209,7 +214,7 @@ public struct AuditVerifier {
             report.problem = Problem(
                 segment: last, seq: report.lastSeq,
                 message: "records \(report.lastCheckpointSeq + 1)–\(report.lastSeq) are not covered by a signature (every acknowledged batch ends with one): "
-                    + "either a writer crashed just now or someone appended records. Do not trust them; compare the log with a head kept off this host "
+                    + "either a writer crashed just now, or someone appended records or removed the signature that covered them. Do not trust them; compare the log with a head kept off this host "
                     + "(`airlock audit verify --anchor WITNESS-FILE`). The next writer moves them to a cut-*.log file and records the cut; it never signs them")
         }
         return report
@@ -421,8 +426,8 @@ public struct AuditVerifier {
 
     /// Whether some process has the log open for writing.
     static func writerIsLive(_ dir: String) -> Bool {
-        let fd = open(dir + "/" + LogFiles.writersFile, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
+        // Never blocks on a FIFO there; anything but a regular file means no writer.
+        guard let fd = try? LogFiles.openRegular(dir + "/" + LogFiles.writersFile, O_RDONLY) else { return false }
         defer { close(fd) }
         if flock(fd, LOCK_EX | LOCK_NB) == 0 {
             flock(fd, LOCK_UN)

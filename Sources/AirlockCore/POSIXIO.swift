@@ -8,11 +8,22 @@ public enum POSIXIO {
     /// Writes every byte. Returns 0, or the errno of the failing `write(2)`.
     @discardableResult
     public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32 {
+        transferAll(bytes) { base, count in write(fd, base, count) }
+    }
+
+    /// Writes every byte to a socket with `MSG_NOSIGNAL`: a peer that went away is `EPIPE`,
+    /// never `SIGPIPE`. Returns 0, or the errno of the failing `send(2)`.
+    @discardableResult
+    public static func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32 {
+        transferAll(bytes) { base, count in send(fd, base, count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    private static func transferAll(_ bytes: [UInt8], _ call: (UnsafeRawPointer, Int) -> Int) -> Int32 {
         var off = 0
         while off < bytes.count {
             let n = bytes.withUnsafeBytes { buf -> Int in
                 guard let base = buf.baseAddress else { return 0 }
-                return write(fd, base + off, buf.count - off)
+                return call(base + off, buf.count - off)
             }
             if n < 0, errno == EINTR { continue }
             guard n > 0 else { return n < 0 ? errno : EIO }

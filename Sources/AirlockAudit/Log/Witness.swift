@@ -194,23 +194,6 @@ public final class AuditWitness: Sendable {
         return nil
     }
 
-    /// Writes all of `bytes` to a socket; EPIPE, never SIGPIPE.
-    static func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32 {
-        var off = 0
-        while off < bytes.count {
-            let n = bytes.withUnsafeBytes { b -> Int in
-                guard let base = b.baseAddress else { return 0 }
-                return Glibc.send(fd, base + off, b.count - off, Int32(MSG_NOSIGNAL))
-            }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return errno
-            }
-            off += n
-        }
-        return 0
-    }
-
     static func setTimeouts(_ fd: Int32) {
         var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -242,7 +225,7 @@ public final class AuditWitness: Sendable {
         defer { Glibc.close(fd) }
         let hostHeader = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         let head = "POST \(path) HTTP/1.1\r\nHost: \(hostHeader)\r\nContent-Type: application/x-ndjson\r\nContent-Length: \(body.count)\r\nConnection: close\r\nUser-Agent: airlock-audit-witness\r\n\r\n"
-        let e = sendAll(fd, Array(head.utf8) + body)
+        let e = POSIXIO.sendAll(fd, Array(head.utf8) + body)
         guard e == 0 else { return "cannot send to \(host):\(port): \(errnoDescription(e))" }
         var reply: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 1024)
@@ -292,7 +275,7 @@ public final class AuditWitness: Sendable {
             return "cannot run /bin/sh: \(errnoDescription(rc))"
         }
         setTimeouts(fds[0])
-        let e = sendAll(fds[0], body)
+        let e = POSIXIO.sendAll(fds[0], body)
         Glibc.close(fds[0])
         var status: Int32 = 0
         let deadline = Clock.monotonicNanos() + UInt64(timeoutSeconds) * 1_000_000_000

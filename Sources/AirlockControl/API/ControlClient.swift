@@ -70,7 +70,7 @@ public struct ControlClient: Sendable {
             if !reused { fd = try client.connect() }
             ControlClient.setTimeout(fd, timeout)
             let out = client.message(method, path, body: body, contentType: contentType, headers: extra, keepAlive: keepAlive)
-            let werr = ControlClient.send(fd, out)
+            let werr = POSIXIO.sendAll(fd, out)
             var data: [UInt8] = []
             var closed = false
             if werr == 0 { (data, closed) = try readReply() }
@@ -119,22 +119,6 @@ public struct ControlClient: Sendable {
                 data += buf[0..<n]
             }
         }
-    }
-
-    /// Writes all of `bytes`; a daemon that went away is EPIPE, never SIGPIPE. Returns 0 or
-    /// an errno.
-    static func send(_ fd: Int32, _ bytes: [UInt8]) -> Int32 {
-        var off = 0
-        while off < bytes.count {
-            let n = bytes.withUnsafeBytes { raw -> Int in
-                guard let base = raw.baseAddress else { return 0 }
-                return Glibc.send(fd, base + off, raw.count - off, Int32(MSG_NOSIGNAL))
-            }
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { return n < 0 ? errno : EIO }
-            off += n
-        }
-        return 0
     }
 
     static func setTimeout(_ fd: Int32, _ timeout: Double) {
